@@ -1,0 +1,94 @@
+// The debuggee as the protocol sees it. The session calls these on its own thread, and only while
+// the target is stopped, except `interrupt`, which may come while it runs. A resumed target
+// reports its next stop by the owner calling `Session.targetStopped(_:)`.
+
+/// A gdb thread id. gdb numbers threads from 1; gdbvmm maps vCPU n to thread n + 1.
+public typealias ThreadID = Int
+
+/// Breakpoint and watchpoint kinds, numbered as in the `Z`/`z` packets.
+public enum BreakpointKind: Int, Sendable, Equatable {
+    case software = 0, hardware = 1, writeWatch = 2, readWatch = 3, accessWatch = 4
+}
+
+/// Why a thread stopped, beyond its signal; becomes the `swbreak:`/`watch:`... part of a T packet.
+public enum StopReason: Sendable, Equatable {
+    case none
+    case softwareBreakpoint
+    case hardwareBreakpoint
+    case watch(address: UInt64)
+    case readWatch(address: UInt64)
+    case accessWatch(address: UInt64)
+}
+
+/// Signal numbers gdb understands (its own numbering, which matches Linux for these).
+public enum GDBSignal {
+    public static let sigint: UInt8 = 2
+    public static let sigill: UInt8 = 4
+    public static let sigtrap: UInt8 = 5
+    public static let sigsegv: UInt8 = 11
+}
+
+public enum StopEvent: Sendable, Equatable {
+    /// A thread stopped; all other threads are stopped too (all-stop).
+    case stopped(thread: ThreadID, signal: UInt8, reason: StopReason)
+    /// The guest ended with this exit status (`W` packet).
+    case exited(status: UInt8)
+    /// The guest was ended by a signal (`X` packet).
+    case terminated(signal: UInt8)
+}
+
+/// What one thread should do on resume; `vCont` actions and `c`/`s` map onto these.
+public enum ResumeAction: Sendable, Equatable {
+    case `continue`(signal: UInt8?)
+    case step(signal: UInt8?)
+    /// `t`: stay stopped (or stop, in non-stop mode).
+    case stop
+}
+
+/// The resume plan: an action for every thread that gets one; threads not named stay stopped.
+public struct ResumePlan: Sendable, Equatable {
+    public var actions: [ThreadID: ResumeAction]
+    public init(actions: [ThreadID: ResumeAction]) { self.actions = actions }
+}
+
+public enum TargetError: Error, Sendable, Equatable {
+    /// An errno-style failure, sent to gdb as `Exx`.
+    case errno(Int32)
+    /// The operation is not supported; the session answers with the empty packet.
+    case unsupported
+    /// A failure with text for the user, sent as `E.text` where gdb shows it.
+    case message(String)
+}
+
+public protocol Target: AnyObject {
+    /// Threads (vCPUs) in gdb numbering, ascending.
+    var threads: [ThreadID] { get }
+    /// Text for `qThreadExtraInfo` and the `qXfer:threads` name/extra attributes.
+    func threadName(_ thread: ThreadID) -> String
+    func threadExtraInfo(_ thread: ThreadID) -> String
+
+    func readRegisters(thread: ThreadID) throws(TargetError) -> X86_64Registers
+    func writeRegisters(_ registers: X86_64Registers, thread: ThreadID) throws(TargetError)
+
+    /// Reads at a guest-virtual address (or physical, in physical mode). May return fewer bytes
+    /// than asked when the range runs into unmapped memory; throws when nothing is readable.
+    /// Returns the original bytes where software breakpoints are planted.
+    func readMemory(address: UInt64, count: Int, thread: ThreadID) throws(TargetError) -> [UInt8]
+    func writeMemory(_ bytes: [UInt8], address: UInt64, thread: ThreadID) throws(TargetError)
+
+    func insertBreakpoint(_ kind: BreakpointKind, address: UInt64, length: Int) throws(TargetError)
+    func removeBreakpoint(_ kind: BreakpointKind, address: UInt64, length: Int) throws(TargetError)
+
+    /// Starts the threads as planned and returns at once; the stop arrives later.
+    func resume(_ plan: ResumePlan) throws(TargetError)
+    /// Asks a running target to stop; it reports the stop (SIGINT) through the owner.
+    func interrupt()
+    /// `k`: end the debuggee.
+    func kill()
+    /// `D`: remove every breakpoint and let the debuggee run on without the debugger.
+    func detach()
+    /// `qRcmd`: runs a monitor command and returns its output text.
+    func monitor(_ command: String) -> String
+    /// `vRun`/`R`: restart from the boot state. The debuggee is stopped afterwards.
+    func restart() throws(TargetError) -> StopEvent
+}
