@@ -12,7 +12,7 @@ let package = Package(
         .target(name: "CKVM"),
         .target(name: "KVMRunLoop", dependencies: ["CKVM"]),
         .target(name: "RSP"),
-        .executableTarget(name: "gdbvmm", dependencies: ["RSP", "KVMRunLoop"]),
+        .executableTarget(name: "gdbvmm", dependencies: ["RSP", "KVMRunLoop", "CKVM"]),
         .testTarget(name: "RSPTests", dependencies: ["RSP"]),
         .testTarget(name: "KVMRunLoopTests", dependencies: ["KVMRunLoop"]),
         // Drives the built gdbvmm binary with the real gdb; depends on the executable so

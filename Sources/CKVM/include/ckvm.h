@@ -6,6 +6,7 @@
 
 #include <linux/kvm.h>
 #include <stdint.h>
+#include <sys/eventfd.h>
 
 // ioctl(2) is variadic, which Swift cannot call: one wrapper for pointer arguments,
 // one for integer arguments.

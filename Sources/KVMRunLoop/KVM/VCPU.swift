@@ -1,0 +1,233 @@
+import CKVM
+import Glibc
+
+/// One KVM vCPU: its fd and mmapped kvm_run. KVM_RUN is issued only from the vCPU's own thread;
+/// the other ioctls may come from the controller while that thread is parked (the kernel only
+/// requires the same process, and the vCPU mutex serialises them).
+public final class VCPU: @unchecked Sendable {
+    // SAFETY (Sendable): see above; the park/resume handshake (a lock) orders every access.
+    public let index: Int
+    public let fd: Int32
+    let run: UnsafeMutablePointer<kvm_run>
+    let runBase: UnsafeMutableRawPointer
+    let runSize: Int
+    unowned let vm: VirtualMachine
+    /// kvm_run's sync area holds regs/sregs after the first exit (KVM_CAP_SYNC_REGS), which saves
+    /// two ioctls per stop; before the first run it is empty and the ioctls are used instead.
+    let useSyncRegs: Bool
+    private var syncValid = false
+    private var guestDebugFlags: UInt32 = 0
+    private var guestDebugRegs: [UInt64] = Array(repeating: 0, count: 8)
+    public private(set) var exitCount: UInt64 = 0
+
+    init(index: Int, fd: Int32, run: UnsafeMutableRawPointer, runSize: Int, vm: VirtualMachine) {
+        self.index = index
+        self.fd = fd
+        self.runBase = run
+        self.run = run.assumingMemoryBound(to: kvm_run.self)
+        self.runSize = runSize
+        self.vm = vm
+        let sync = UInt(vm.kvm.capability(KVM_CAP_SYNC_REGS))
+        let wanted = UInt(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS)
+        useSyncRegs = sync & wanted == wanted
+        if useSyncRegs {
+            self.run.pointee.kvm_valid_regs = UInt64(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS)
+        }
+    }
+
+    deinit {
+        munmap(runBase, runSize)
+        close(fd)
+    }
+
+    // MARK: running
+
+    /// KVM_RUN once and decode the exit. EINTR (a kick) is `.interrupted`, not an error.
+    public func runOnce() throws(SystemError) -> VMExit {
+        let r = ckvm_ioctl_int(fd, CKVM_RUN, 0)
+        let e = errno
+        run.pointee.immediate_exit = 0
+        if useSyncRegs { syncValid = true; run.pointee.kvm_dirty_regs = 0 }
+        if r == -1 {
+            if e == EINTR || e == EAGAIN { return .interrupted }
+            throw SystemError("KVM_RUN on vCPU \(index)", errno: e)
+        }
+        exitCount &+= 1
+        return decodeExit()
+    }
+
+    /// Makes the next (or current) KVM_RUN return EINTR; safe from any thread. The caller also
+    /// signals the thread so that a vCPU already inside KVM_RUN leaves it.
+    public func requestImmediateExit() {
+        // SAFETY: a single byte in the shared kvm_run page, read by the kernel on entry.
+        UnsafeMutablePointer<UInt8>(OpaquePointer(runBase.advanced(by: 1))).pointee = 1
+    }
+
+    private func decodeExit() -> VMExit {
+        let r = run.pointee
+        switch Int32(r.exit_reason) {
+        case KVM_EXIT_IO:
+            return .io(IOAccess(isOut: r.io.direction == UInt8(KVM_EXIT_IO_OUT), port: r.io.port,
+                                size: Int(r.io.size), count: Int(r.io.count), dataOffset: Int(r.io.data_offset)))
+        case KVM_EXIT_MMIO:
+            var data: UInt64 = 0
+            withUnsafeBytes(of: r.mmio.data) { raw in
+                for i in 0..<8 { data |= UInt64(raw[i]) << (8 * UInt64(i)) }
+            }
+            return .mmio(address: r.mmio.phys_addr, length: Int(r.mmio.len), isWrite: r.mmio.is_write != 0, data: data)
+        case KVM_EXIT_HLT:
+            return .hlt
+        case KVM_EXIT_DEBUG:
+            return .debug(exception: r.debug.arch.exception, pc: r.debug.arch.pc,
+                          dr6: r.debug.arch.dr6, dr7: r.debug.arch.dr7)
+        case KVM_EXIT_SHUTDOWN:
+            return .shutdown
+        case KVM_EXIT_FAIL_ENTRY:
+            return .failEntry(reason: r.fail_entry.hardware_entry_failure_reason)
+        case KVM_EXIT_INTERNAL_ERROR:
+            let n = min(Int(r.internal.ndata), 16)
+            let data = withUnsafeBytes(of: r.internal.data) { raw in
+                (0..<n).map { raw.load(fromByteOffset: $0 * 8, as: UInt64.self) }
+            }
+            return .internalError(suberror: r.internal.suberror, data: data)
+        case KVM_EXIT_SYSTEM_EVENT:
+            return .systemEvent(type: r.system_event.type)
+        default:
+            return .other(reason: r.exit_reason)
+        }
+    }
+
+    /// Port I/O data in kvm_run for the current `.io` exit.
+    public func ioData(_ access: IOAccess) -> UnsafeMutableRawPointer {
+        runBase.advanced(by: access.dataOffset)
+    }
+
+    /// Supplies the value an MMIO read returns, for the current `.mmio` exit.
+    public func completeMMIORead(_ value: UInt64) {
+        withUnsafeMutableBytes(of: &run.pointee.mmio.data) { raw in
+            for i in 0..<8 { raw[i] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(i))) }
+        }
+    }
+
+    // MARK: registers
+
+    public func getRegs() throws(SystemError) -> kvm_regs {
+        if useSyncRegs && syncValid { return run.pointee.s.regs.regs }
+        var regs = kvm_regs()
+        try sys("KVM_GET_REGS") { ckvm_ioctl_ptr(fd, CKVM_GET_REGS, &regs) }
+        return regs
+    }
+
+    public func setRegs(_ regs: kvm_regs) throws(SystemError) {
+        if useSyncRegs && syncValid {
+            run.pointee.s.regs.regs = regs
+            run.pointee.kvm_dirty_regs |= UInt64(KVM_SYNC_X86_REGS)
+            return
+        }
+        var regs = regs
+        try sys("KVM_SET_REGS") { ckvm_ioctl_ptr(fd, CKVM_SET_REGS, &regs) }
+    }
+
+    public func getSregs() throws(SystemError) -> kvm_sregs {
+        if useSyncRegs && syncValid { return run.pointee.s.regs.sregs }
+        var sregs = kvm_sregs()
+        try sys("KVM_GET_SREGS") { ckvm_ioctl_ptr(fd, CKVM_GET_SREGS, &sregs) }
+        return sregs
+    }
+
+    public func setSregs(_ sregs: kvm_sregs) throws(SystemError) {
+        var sregs = sregs
+        try sys("KVM_SET_SREGS") { ckvm_ioctl_ptr(fd, CKVM_SET_SREGS, &sregs) }
+        // Keep the sync copy coherent so the next getSregs sees what we wrote.
+        if useSyncRegs && syncValid { run.pointee.s.regs.sregs = sregs }
+    }
+
+    public func getFPU() throws(SystemError) -> kvm_fpu {
+        var fpu = kvm_fpu()
+        try sys("KVM_GET_FPU") { ckvm_ioctl_ptr(fd, CKVM_GET_FPU, &fpu) }
+        return fpu
+    }
+
+    public func setFPU(_ fpu: kvm_fpu) throws(SystemError) {
+        var fpu = fpu
+        try sys("KVM_SET_FPU") { ckvm_ioctl_ptr(fd, CKVM_SET_FPU, &fpu) }
+    }
+
+    public func getMSRs(_ indices: [UInt32]) throws(SystemError) -> [UInt32: UInt64] {
+        guard let buffer = ckvm_msrs_alloc(UInt32(indices.count)) else {
+            throw SystemError("allocating an MSR buffer", errno: ENOMEM)
+        }
+        defer { free(buffer) }
+        // SAFETY: ckvm_msrs_alloc sized the flexible array for indices.count entries.
+        let entries = UnsafeMutableRawPointer(buffer).advanced(by: MemoryLayout<kvm_msrs>.size)
+            .assumingMemoryBound(to: kvm_msr_entry.self)
+        for (i, index) in indices.enumerated() { entries[i] = kvm_msr_entry(index: index, reserved: 0, data: 0) }
+        let n = try sys("KVM_GET_MSRS") { ckvm_ioctl_ptr(fd, CKVM_GET_MSRS, buffer) }
+        var result: [UInt32: UInt64] = [:]
+        for i in 0..<Int(n) { result[entries[i].index] = entries[i].data }
+        return result
+    }
+
+    public func setMSRs(_ values: [(UInt32, UInt64)]) throws(SystemError) {
+        guard let buffer = ckvm_msrs_alloc(UInt32(values.count)) else {
+            throw SystemError("allocating an MSR buffer", errno: ENOMEM)
+        }
+        defer { free(buffer) }
+        // SAFETY: ckvm_msrs_alloc sized the flexible array for values.count entries.
+        let entries = UnsafeMutableRawPointer(buffer).advanced(by: MemoryLayout<kvm_msrs>.size)
+            .assumingMemoryBound(to: kvm_msr_entry.self)
+        for (i, (index, data)) in values.enumerated() { entries[i] = kvm_msr_entry(index: index, reserved: 0, data: data) }
+        let n = try sys("KVM_SET_MSRS") { ckvm_ioctl_ptr(fd, CKVM_SET_MSRS, buffer) }
+        if Int(n) != values.count {
+            throw SystemError("KVM_SET_MSRS (MSR 0x\(String(values[Int(n)].0, radix: 16)) refused)", errno: EINVAL)
+        }
+    }
+
+    public func getDebugRegs() throws(SystemError) -> kvm_debugregs {
+        var d = kvm_debugregs()
+        try sys("KVM_GET_DEBUGREGS") { ckvm_ioctl_ptr(fd, CKVM_GET_DEBUGREGS, &d) }
+        return d
+    }
+
+    public func getMPState() throws(SystemError) -> UInt32 {
+        var s = kvm_mp_state()
+        try sys("KVM_GET_MP_STATE") { ckvm_ioctl_ptr(fd, CKVM_GET_MP_STATE, &s) }
+        return s.mp_state
+    }
+
+    public func setMPState(_ state: UInt32) throws(SystemError) {
+        var s = kvm_mp_state(mp_state: state)
+        try sys("KVM_SET_MP_STATE") { ckvm_ioctl_ptr(fd, CKVM_SET_MP_STATE, &s) }
+    }
+
+    public func getVCPUEvents() throws(SystemError) -> kvm_vcpu_events {
+        var e = kvm_vcpu_events()
+        try sys("KVM_GET_VCPU_EVENTS") { ckvm_ioctl_ptr(fd, CKVM_GET_VCPU_EVENTS, &e) }
+        return e
+    }
+
+    public func setCPUID(_ entries: [kvm_cpuid_entry2]) throws(SystemError) {
+        guard let buffer = ckvm_cpuid2_alloc(UInt32(entries.count)) else {
+            throw SystemError("allocating a CPUID buffer", errno: ENOMEM)
+        }
+        defer { free(buffer) }
+        // SAFETY: ckvm_cpuid2_alloc sized the flexible array for entries.count entries.
+        let p = UnsafeMutableRawPointer(buffer).advanced(by: MemoryLayout<kvm_cpuid2>.size)
+            .assumingMemoryBound(to: kvm_cpuid_entry2.self)
+        for (i, entry) in entries.enumerated() { p[i] = entry }
+        try sys("KVM_SET_CPUID2") { ckvm_ioctl_ptr(fd, CKVM_SET_CPUID2, buffer) }
+    }
+
+    /// KVM_SET_GUEST_DEBUG, skipped when nothing changed: each ioctl costs microseconds here.
+    public func setGuestDebug(flags: UInt32, debugRegs: [UInt64]) throws(SystemError) {
+        if flags == guestDebugFlags && debugRegs == guestDebugRegs { return }
+        var dbg = kvm_guest_debug()
+        dbg.control = flags
+        withUnsafeMutableBytes(of: &dbg.arch.debugreg) { raw in
+            for i in 0..<8 { raw.storeBytes(of: i < debugRegs.count ? debugRegs[i] : 0, toByteOffset: i * 8, as: UInt64.self) }
+        }
+        try sys("KVM_SET_GUEST_DEBUG") { ckvm_ioctl_ptr(fd, CKVM_SET_GUEST_DEBUG, &dbg) }
+        guestDebugFlags = flags
+        guestDebugRegs = debugRegs
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+
+/// Software breakpoints: the original byte under every 0xCC we planted, keyed by guest-physical
+/// address (what the vCPU threads look up on a hit), plus the guest-virtual address gdb used.
+final class BreakpointTable: @unchecked Sendable {
+    // SAFETY (Sendable): all state is guarded by `lock`; vCPU threads only look up.
+    private let lock = NSLock()
+    private var originals: [UInt64: UInt8] = [:]
+    private var physicalOf: [UInt64: UInt64] = [:]
+
+    func contains(physical: UInt64) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return originals[physical] != nil
+    }
+
+    func physical(forVirtual address: UInt64) -> UInt64? {
+        lock.lock()
+        defer { lock.unlock() }
+        return physicalOf[address]
+    }
+
+    func original(atPhysical address: UInt64) -> UInt8? {
+        lock.lock()
+        defer { lock.unlock() }
+        return originals[address]
+    }
+
+    /// Records a planted breakpoint; false when one is already planted at that physical byte.
+    func insert(virtual: UInt64, physical: UInt64, original: UInt8) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        physicalOf[virtual] = physical
+        if originals[physical] != nil { return false }
+        originals[physical] = original
+        return true
+    }
+
+    /// Forgets the breakpoint gdb set at `virtual`; returns the physical byte to restore and its
+    /// original value when no other virtual alias still uses it.
+    func remove(virtual: UInt64) -> (physical: UInt64, original: UInt8)? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let physical = physicalOf.removeValue(forKey: virtual) else { return nil }
+        if physicalOf.values.contains(physical) { return nil }
+        guard let original = originals.removeValue(forKey: physical) else { return nil }
+        return (physical, original)
+    }
+
+    /// A guest or gdb write over a planted byte changes what is "under" the breakpoint.
+    func updateOriginal(atPhysical address: UInt64, to value: UInt8) {
+        lock.lock()
+        if originals[address] != nil { originals[address] = value }
+        lock.unlock()
+    }
+
+    var all: [(virtual: UInt64, physical: UInt64)] {
+        lock.lock()
+        defer { lock.unlock() }
+        return physicalOf.map { ($0.key, $0.value) }
+    }
+
+    var plantedPhysical: [UInt64: UInt8] {
+        lock.lock()
+        defer { lock.unlock() }
+        return originals
+    }
+}

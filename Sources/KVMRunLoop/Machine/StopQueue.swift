@@ -1,0 +1,37 @@
+import Foundation
+import CKVM
+import Glibc
+
+/// Stops posted by vCPU threads for the controller: a locked list plus an eventfd, so the
+/// controller can wait on it together with the gdb socket in one poll(2).
+public final class StopQueue: @unchecked Sendable {
+    // SAFETY (Sendable): `pending` is only touched under `lock`; the eventfd is immutable.
+    public let eventFD: Int32
+    private let lock = NSLock()
+    private var pending: [(vcpu: Int, stop: VCPUStop)] = []
+
+    init() throws(SystemError) {
+        eventFD = try sys("eventfd") { eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK)) }
+    }
+
+    deinit { close(eventFD) }
+
+    func post(vcpu: Int, stop: VCPUStop) {
+        lock.lock()
+        pending.append((vcpu, stop))
+        lock.unlock()
+        var one: UInt64 = 1
+        _ = write(eventFD, &one, 8)
+    }
+
+    /// Takes every posted stop, oldest first, and resets the eventfd.
+    public func drain() -> [(vcpu: Int, stop: VCPUStop)] {
+        var counter: UInt64 = 0
+        _ = read(eventFD, &counter, 8)
+        lock.lock()
+        defer { lock.unlock() }
+        let taken = pending
+        pending.removeAll()
+        return taken
+    }
+}

@@ -1,0 +1,205 @@
+import CKVM
+import Foundation
+import Glibc
+
+public enum RunMode: Sendable, Equatable { case run, step }
+
+/// What a resumed vCPU is to do, and the guest-debug setup to do it with.
+struct RunCommand: Sendable {
+    var mode: RunMode
+    /// KVM_GUESTDBG_* flags without SINGLESTEP (added for steps).
+    var debugFlags: UInt32
+    /// DR0-3, DR6 (unused), DR7 as KVM_SET_GUEST_DEBUG takes them.
+    var debugRegs: [UInt64]
+    /// Armed hardware-breakpoint addresses, so a vCPU sitting on one can step past it first
+    /// (RF does not skip it on every host, see PLATFORM.md).
+    var hardwareBreakpoints: [UInt64]
+    var blockIRQ: Bool
+}
+
+/// The per-vCPU thread: parked until told to run, then KVM_RUN until something the controller
+/// must know about; fast device exits are served here without stopping anything.
+final class VCPUThread: @unchecked Sendable {
+    // SAFETY (Sendable): `command`, `parked`, `stopRequested` and `thread` are guarded by `cond`;
+    // the VCPU's ioctls are ordered by the park/resume handshake (see VCPU).
+    let vcpu: VCPU
+    private unowned let machine: Machine
+    private let cond = NSCondition()
+    private var command: RunCommand?
+    private var parked = true
+    private var stopRequested = false
+    private var thread: pthread_t?
+
+    init(vcpu: VCPU, machine: Machine) {
+        self.vcpu = vcpu
+        self.machine = machine
+    }
+
+    func start() {
+        let t = Thread { [self] in self.main() }
+        t.name = "vCPU \(vcpu.index)"
+        t.stackSize = 1 << 20
+        t.start()
+        cond.lock()
+        while thread == nil { cond.wait() }
+        cond.unlock()
+    }
+
+    var isParked: Bool {
+        cond.lock()
+        defer { cond.unlock() }
+        return parked
+    }
+
+    func resume(_ command: RunCommand) {
+        cond.lock()
+        self.command = command
+        parked = false
+        stopRequested = false
+        cond.broadcast()
+        cond.unlock()
+    }
+
+    /// Kicks the vCPU out of KVM_RUN (immediate_exit for the window before it enters, a signal
+    /// for when it is inside). It then parks and posts `.interrupted`, or its own stop if it had one.
+    func requestStop() {
+        cond.lock()
+        defer { cond.unlock() }
+        guard !parked else { return }
+        stopRequested = true
+        vcpu.requestImmediateExit()
+        if let thread { pthread_kill(thread, ckvm_kick_signal()) }
+    }
+
+    func waitUntilParked() {
+        cond.lock()
+        while !parked { cond.wait() }
+        cond.unlock()
+    }
+
+    private var shouldStop: Bool {
+        cond.lock()
+        defer { cond.unlock() }
+        return stopRequested
+    }
+
+    private func main() {
+        cond.lock()
+        thread = pthread_self()
+        cond.broadcast()
+        while true {
+            while command == nil { cond.wait() }
+            let cmd = command!
+            command = nil
+            cond.unlock()
+            let stop = runUntilStop(cmd)
+            cond.lock()
+            parked = true
+            cond.broadcast()
+            cond.unlock()
+            machine.stops.post(vcpu: vcpu.index, stop: stop)
+            cond.lock()
+        }
+    }
+
+    private func debugFlags(_ cmd: RunCommand, stepping: Bool, hardware: Bool) -> UInt32 {
+        var flags = cmd.debugFlags
+        if !hardware { flags &= ~UInt32(KVM_GUESTDBG_USE_HW_BP) }
+        if stepping {
+            flags |= UInt32(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP)
+            if cmd.blockIRQ { flags |= UInt32(KVM_GUESTDBG_BLOCKIRQ) }
+        }
+        if flags & ~UInt32(KVM_GUESTDBG_ENABLE) == 0 { flags = 0 }
+        return flags
+    }
+
+    private func runUntilStop(_ cmd: RunCommand) -> VCPUStop {
+        do {
+            return try runLoop(cmd)
+        } catch {
+            return .crash(Crash(.internalError, "vCPU \(vcpu.index): \(error)"))
+        }
+    }
+
+    private func runLoop(_ cmd: RunCommand) throws -> VCPUStop {
+        // Stepping past a hardware breakpoint we sit on: one quiet step with the slots disarmed.
+        var steppingOver = false
+        if !cmd.hardwareBreakpoints.isEmpty {
+            let regs = try vcpu.getRegs()
+            let sregs = try vcpu.getSregs()
+            steppingOver = cmd.hardwareBreakpoints.contains(sregs.cs.base &+ regs.rip)
+        }
+        try vcpu.setGuestDebug(flags: debugFlags(cmd, stepping: cmd.mode == .step || steppingOver,
+                                                 hardware: !steppingOver),
+                               debugRegs: cmd.debugRegs)
+        while true {
+            if shouldStop { return .interrupted }
+            let started = DispatchTime.now().uptimeNanoseconds
+            let exit = try vcpu.runOnce()
+            machine.statistics.record(vcpu: vcpu.index, exit: exit,
+                                      nanoseconds: DispatchTime.now().uptimeNanoseconds &- started)
+            switch exit {
+            case .io(let access):
+                if let stop = machine.handleIO(access, data: vcpu.ioData(access)) { return stop }
+            case let .mmio(address, length, isWrite, data):
+                if let stop = try machine.handleMMIO(vcpu: vcpu, address: address, length: length,
+                                                     isWrite: isWrite, data: data) {
+                    return stop
+                }
+            case .hlt:
+                // Without an in-kernel irqchip nothing can ever wake a halted vCPU.
+                return cmd.mode == .step ? .stepped : .halted
+            case let .debug(exception, pc, dr6, _):
+                if exception == 1 {
+                    let hit = Int(dr6 & 0xF)
+                    if hit != 0, !steppingOver {
+                        return .hardwareBreakpoint(slot: hit.trailingZeroBitCount)
+                    }
+                    if dr6 & (1 << 14) != 0 {
+                        if steppingOver {
+                            steppingOver = false
+                            if cmd.mode == .step { return .stepped }
+                            try vcpu.setGuestDebug(flags: debugFlags(cmd, stepping: false, hardware: true),
+                                                   debugRegs: cmd.debugRegs)
+                            continue
+                        }
+                        return .stepped
+                    }
+                    return .guestDebugTrap(exception: 1)
+                }
+                if exception == 3 {
+                    return try machine.isPlantedBreakpoint(vcpu: vcpu, linear: pc)
+                        ? .softwareBreakpoint : .guestDebugTrap(exception: 3)
+                }
+                return .guestDebugTrap(exception: exception)
+            case .shutdown:
+                return .crash(Crash(.tripleFault, "triple fault (KVM_EXIT_SHUTDOWN)"))
+            case .failEntry(let reason):
+                return .crash(Crash(.entryFailure,
+                                    "KVM could not enter the guest (hardware entry failure reason 0x\(String(reason, radix: 16)))"))
+            case let .internalError(suberror, data):
+                // On a paravirtual KVM an int3 at CPL0 surfaces as an emulation failure (PLATFORM.md).
+                if suberror == UInt32(KVM_INTERNAL_ERROR_EMULATION) {
+                    let regs = try vcpu.getRegs()
+                    let sregs = try vcpu.getSregs()
+                    if try machine.isPlantedBreakpoint(vcpu: vcpu, linear: sregs.cs.base &+ regs.rip) {
+                        return .softwareBreakpoint
+                    }
+                    return .crash(Crash(.emulationFailure,
+                                        "KVM could not emulate the instruction at rip 0x\(String(regs.rip, radix: 16))"))
+                }
+                let words = data.map { "0x" + String($0, radix: 16) }.joined(separator: " ")
+                return .crash(Crash(.internalError, "KVM internal error, suberror \(suberror) \(words)"))
+            case .systemEvent(let type):
+                if type == UInt32(KVM_SYSTEM_EVENT_SHUTDOWN) { return .exit(status: 0) }
+                return .crash(Crash(.reset, "the guest asked for a system reset (event \(type))"))
+            case .interrupted:
+                continue
+            case .other(let reason):
+                // IRQ-window and similar exits need nothing from us: re-enter.
+                if reason == UInt32(KVM_EXIT_IRQ_WINDOW_OPEN) || reason == UInt32(KVM_EXIT_INTR) { continue }
+                return .crash(Crash(.internalError, "unexpected KVM exit reason \(reason)"))
+            }
+        }
+    }
+}

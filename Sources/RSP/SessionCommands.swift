@@ -1,0 +1,282 @@
+// What the session answers to each command while the target is stopped. Each handler returns the
+// reply payloads in order; none means the command has no reply (a resume, whose reply is the later
+// stop; `k`; `R`).
+
+extension Session {
+    func handleWhileRunning(_ command: Command) -> [[UInt8]] {
+        guard case .ctrlC = command else { return [] }
+        target.interrupt()
+        return [Reply.ok]
+    }
+
+    func handle(_ command: Command) -> [[UInt8]] {
+        switch command {
+        case .haltReason:
+            return [stopReply(lastStop)]
+
+        // Registers and memory, on the Hg thread.
+        case .readRegisters:
+            return attempt { () throws(TargetError) in
+                [Hex.encode(try target.readRegisters(thread: resolve(generalThread)).rawBytes)]
+            }
+        case .writeRegisters(let data):
+            // Longer than our layout means gdb has another layout in mind: refuse, never guess.
+            guard data.count <= RegisterLayout.totalByteCount else { return [Reply.malformed] }
+            return attempt { () throws(TargetError) in
+                let thread = resolve(generalThread)
+                var registers = try target.readRegisters(thread: thread)
+                registers.update(fromRawBytes: data[...])
+                try target.writeRegisters(registers, thread: thread)
+                return [Reply.ok]
+            }
+        case .readRegister(let regnum):
+            guard RegisterLayout.registers.indices.contains(regnum) else { return [Reply.malformed] }
+            return attempt { () throws(TargetError) in
+                let registers = try target.readRegisters(thread: resolve(generalThread))
+                return [Hex.encode(registers.rawBytes(ofRegister: regnum) ?? [])]
+            }
+        case .writeRegister(let regnum, let value):
+            guard RegisterLayout.registers.indices.contains(regnum),
+                  value.count == RegisterLayout.registers[regnum].byteCount
+            else { return [Reply.malformed] }
+            return attempt { () throws(TargetError) in
+                let thread = resolve(generalThread)
+                var registers = try target.readRegisters(thread: thread)
+                _ = registers.setRawBytes(value[...], ofRegister: regnum)
+                try target.writeRegisters(registers, thread: thread)
+                return [Reply.ok]
+            }
+        case .readMemory(let address, let length, let binary):
+            return readMemory(address: address, length: length, binary: binary)
+        case .writeMemory(let address, let bytes):
+            // gdb probes for `X` with a zero-length write.
+            guard !bytes.isEmpty else { return [Reply.ok] }
+            return attempt { () throws(TargetError) in
+                try target.writeMemory(bytes, address: address, thread: resolve(generalThread))
+                return [Reply.ok]
+            }
+
+        // Resuming.
+        case .continue(let signal, let address):
+            return resumeLegacy(step: false, signal: signal, address: address)
+        case .step(let signal, let address):
+            return resumeLegacy(step: true, signal: signal, address: address)
+        case .vContQuery:
+            return [Array("vCont;c;C;s;S;t".utf8)]
+        case .vCont(let actions):
+            return resume(actions)
+        case .ctrlC:
+            return [Reply.ok]
+
+        // Threads.
+        case .setGeneralThread(let selector):
+            guard exists(selector) else { return [Reply.noSuchThread] }
+            generalThread = selector
+            return [Reply.ok]
+        case .setContinueThread(let selector):
+            guard exists(selector) else { return [Reply.noSuchThread] }
+            continueThread = selector
+            return [Reply.ok]
+        case .threadAlive(let selector):
+            guard case .thread = selector, exists(selector) else { return [Reply.noSuchThread] }
+            return [Reply.ok]
+        case .currentThread:
+            var reply = Array("QC".utf8)
+            Reply.appendThreadID(currentThread, minimumDigits: 1, to: &reply)
+            return [reply]
+        case .threadInfoFirst:
+            return [ThreadList.firstReply(target.threads)]
+        case .threadInfoNext:
+            return [[UInt8(ascii: "l")]]
+        case .threadExtraInfo(let thread):
+            guard target.threads.contains(thread) else { return [Reply.noSuchThread] }
+            return [Hex.encode(Array(target.threadExtraInfo(thread).utf8))]
+        case .readThreads(let offset, let length):
+            return [xferWindow(ThreadList.xml(for: target), offset: offset, length: min(length, Self.packetSize))]
+
+        // Queries and modes.
+        case .supported(let features):
+            errorMessagesAllowed = features.contains("error-message+")
+            return [Self.supportedReply]
+        case .startNoAckMode:
+            // The `+` for this packet is already out; from here on neither side acknowledges.
+            noAckMode = true
+            return [Reply.ok]
+        case .readFeatures(let annex, let offset, let length):
+            guard annex == TargetDescription.annex else { return [Reply.badAnnex] }
+            return [xferWindow(TargetDescription.bytes, offset: offset, length: min(length, Self.packetSize))]
+        case .attached:
+            // "Attached to an existing process": on quit gdb detaches and leaves the VM running
+            // instead of killing it, as with QEMU.
+            return [[UInt8(ascii: "1")]]
+        case .offsets:
+            return [Array("Text=0;Data=0;Bss=0".utf8)]
+        case .symbolLookup:
+            return [Reply.ok]
+        case .traceStatus, .mustReplyEmpty, .unknown:
+            return [Reply.empty]
+        case .malformed:
+            return [Reply.malformed]
+        case .monitor(let text):
+            let output = Array(target.monitor(text).utf8)
+            return outputPackets(output) + [Reply.ok]
+
+        // Breakpoints.
+        case .insertBreakpoint(let kind, let address, let length):
+            return attempt { () throws(TargetError) in
+                try target.insertBreakpoint(kind, address: address, length: length)
+                return [Reply.ok]
+            }
+        case .removeBreakpoint(let kind, let address, let length):
+            return attempt { () throws(TargetError) in
+                try target.removeBreakpoint(kind, address: address, length: length)
+                return [Reply.ok]
+            }
+
+        // Ending and restarting.
+        case .kill:
+            // `k` has no reply in either mode.
+            target.kill()
+            endProcess()
+            return []
+        case .vKill:
+            target.kill()
+            endProcess()
+            return [Reply.ok]
+        case .detach:
+            target.detach()
+            isClosed = true
+            return [Reply.ok]
+        case .extendedMode:
+            isExtended = true
+            return [Reply.ok]
+        case .run:
+            return attempt { () throws(TargetError) in
+                let event = try target.restart()
+                lastStop = event
+                return [stopReply(event)]
+            }
+        case .restart:
+            // `R` has no reply, not even an error; a failure shows in the next `?`.
+            if let event = try? target.restart() { lastStop = event }
+            return []
+        }
+    }
+
+    // MARK: Helpers
+
+    /// Runs a target call; a TargetError becomes its error reply.
+    private func attempt(_ body: () throws(TargetError) -> [[UInt8]]) -> [[UInt8]] {
+        do {
+            return try body()
+        } catch {
+            return [Reply.error(error, messagesAllowed: errorMessagesAllowed)]
+        }
+    }
+
+    /// The thread of the last stop, or the first thread when the guest has exited.
+    var currentThread: ThreadID {
+        if case .stopped(let thread, _, _) = lastStop { return thread }
+        return target.threads.first ?? 1
+    }
+
+    /// `0` and `-1` act on the current thread wherever one thread is needed.
+    func resolve(_ selector: ThreadSelector) -> ThreadID {
+        if case .thread(let thread) = selector { return thread }
+        return currentThread
+    }
+
+    private func exists(_ selector: ThreadSelector) -> Bool {
+        guard case .thread(let thread) = selector else { return true }
+        return target.threads.contains(thread)
+    }
+
+    func stopReply(_ event: StopEvent) -> [UInt8] {
+        var registers: X86_64Registers?
+        if case .stopped(let thread, _, _) = event {
+            registers = try? target.readRegisters(thread: thread)
+        }
+        return Reply.stop(event, registers: registers)
+    }
+
+    /// After `k`/`vKill`: outside extended mode the connection ends; in it, `?` reports the
+    /// guest killed until `vRun` starts it again.
+    private func endProcess() {
+        if isExtended {
+            lastStop = .terminated(signal: 9)
+        } else {
+            isClosed = true
+        }
+    }
+
+    private func readMemory(address: UInt64, length: Int, binary: Bool) -> [[UInt8]] {
+        // Keep the reply inside our packet size, and the range inside the address space.
+        var count = min(length, Self.packetSize / 2)
+        if count > 0 && UInt64(count - 1) > UInt64.max - address {
+            count = Int(UInt64.max - address) + 1
+        }
+        let prefix: [UInt8] = binary ? [UInt8(ascii: "b")] : []
+        guard count > 0 else { return [prefix] }
+        return attempt { () throws(TargetError) in
+            let bytes = try target.readMemory(address: address, count: count, thread: resolve(generalThread))
+            // Nothing readable must be an error: an empty `m` reply would read as "unsupported".
+            guard !bytes.isEmpty else { return [Reply.error(14)] }
+            let data = bytes.prefix(count)
+            return [binary ? prefix + data : Hex.encode(data)]
+        }
+    }
+
+    /// `c`/`C`/`s`/`S`: `c` resumes every thread, delivering the signal to the Hc thread; `s`
+    /// steps only the Hc thread and leaves the others stopped (as QEMU does). An address moves
+    /// that thread's rip first.
+    private func resumeLegacy(step: Bool, signal: UInt8?, address: UInt64?) -> [[UInt8]] {
+        let thread = resolve(continueThread)
+        if let address {
+            let failure = attempt { () throws(TargetError) in
+                var registers = try target.readRegisters(thread: thread)
+                registers.rip = address
+                try target.writeRegisters(registers, thread: thread)
+                return []
+            }
+            guard failure.isEmpty else { return failure }
+        }
+        var actions: [ThreadID: ResumeAction] = [:]
+        if step {
+            actions[thread] = .step(signal: signal)
+        } else {
+            for other in target.threads { actions[other] = .continue(signal: nil) }
+            actions[thread] = .continue(signal: signal)
+        }
+        return start(ResumePlan(actions: actions))
+    }
+
+    /// `vCont`: for each thread the leftmost action that names it applies; an action without a
+    /// thread (or with -1) names every thread not named yet; `0` names the current thread.
+    private func resume(_ vCont: [VContAction]) -> [[UInt8]] {
+        let threads = target.threads
+        var actions: [ThreadID: ResumeAction] = [:]
+        for item in vCont {
+            switch item.thread {
+            case .thread(let thread)?:
+                guard threads.contains(thread) else { return [Reply.noSuchThread] }
+                if actions[thread] == nil { actions[thread] = item.action }
+            case .any?:
+                if actions[currentThread] == nil { actions[currentThread] = item.action }
+            case .all?, nil:
+                for thread in threads where actions[thread] == nil { actions[thread] = item.action }
+            }
+        }
+        // A plan that runs nothing would never produce the stop reply gdb now waits for.
+        guard actions.values.contains(where: { $0 != .stop }) else { return [Reply.malformed] }
+        return start(ResumePlan(actions: actions))
+    }
+
+    private func start(_ plan: ResumePlan) -> [[UInt8]] {
+        let failure = attempt { () throws(TargetError) in
+            try target.resume(plan)
+            return []
+        }
+        if failure.isEmpty { isRunning = true }
+        return failure
+    }
+}

@@ -1,0 +1,108 @@
+// target.xml, served through `qXfer:features:read`. The registers come from RegisterLayout with
+// explicit regnum attributes, so gdb's numbering is the `p`/`P` numbering and the `g` layout.
+// The type definitions are those of gdb's own features/i386/64bit-core.xml and 64bit-sse.xml,
+// so gdb shows eflags and mxcsr as flags and xmm as vectors, exactly as for a native process.
+
+enum TargetDescription {
+    /// The only annex we serve; gdb asks for it first and follows no includes.
+    static let annex = "target.xml"
+
+    static let xml: String = {
+        var xml = """
+            <?xml version="1.0"?>
+            <!DOCTYPE target SYSTEM "gdb-target.dtd">
+            <target version="1.0">
+              <architecture>i386:x86-64</architecture>
+
+            """
+        for feature in RegisterFeature.allCases {
+            xml += "  <feature name=\"\(feature.rawValue)\">\n"
+            xml += typeDefinitions(for: feature)
+            for (regnum, reg) in RegisterLayout.registers.enumerated() where reg.feature == feature {
+                xml += "    <reg name=\"\(reg.name)\" bitsize=\"\(reg.bitSize)\" type=\"\(reg.type)\""
+                if let group = reg.group { xml += " group=\"\(group)\"" }
+                xml += " regnum=\"\(regnum)\"/>\n"
+            }
+            xml += "  </feature>\n"
+        }
+        xml += "</target>\n"
+        return xml
+    }()
+
+    static let bytes: [UInt8] = Array(xml.utf8)
+
+    private static func typeDefinitions(for feature: RegisterFeature) -> String {
+        switch feature {
+        case .core:
+            flags("i386_eflags", size: 4, [
+                ("CF", 0), ("", 1), ("PF", 2), ("AF", 4), ("ZF", 6), ("SF", 7), ("TF", 8), ("IF", 9),
+                ("DF", 10), ("OF", 11), ("NT", 14), ("RF", 16), ("VM", 17), ("AC", 18), ("VIF", 19),
+                ("VIP", 20), ("ID", 21),
+            ])
+        case .sse:
+            """
+                <vector id="v8bf16" type="bfloat16" count="8"/>
+                <vector id="v8h" type="ieee_half" count="8"/>
+                <vector id="v4f" type="ieee_single" count="4"/>
+                <vector id="v2d" type="ieee_double" count="2"/>
+                <vector id="v16i8" type="int8" count="16"/>
+                <vector id="v8i16" type="int16" count="8"/>
+                <vector id="v4i32" type="int32" count="4"/>
+                <vector id="v2i64" type="int64" count="2"/>
+                <union id="vec128">
+                  <field name="v8_bfloat16" type="v8bf16"/>
+                  <field name="v8_half" type="v8h"/>
+                  <field name="v4_float" type="v4f"/>
+                  <field name="v2_double" type="v2d"/>
+                  <field name="v16_int8" type="v16i8"/>
+                  <field name="v8_int16" type="v8i16"/>
+                  <field name="v4_int32" type="v4i32"/>
+                  <field name="v2_int64" type="v2i64"/>
+                  <field name="uint128" type="uint128"/>
+                </union>
+
+            """
+            + flags("i386_mxcsr", size: 4, [
+                ("IE", 0), ("DE", 1), ("ZE", 2), ("OE", 3), ("UE", 4), ("PE", 5), ("DAZ", 6), ("IM", 7),
+                ("DM", 8), ("ZM", 9), ("OM", 10), ("UM", 11), ("PM", 12), ("FZ", 15),
+            ])
+        case .segments:
+            ""
+        case .system:
+            flags("i386_cr0", size: 8, [
+                ("PE", 0), ("MP", 1), ("EM", 2), ("TS", 3), ("ET", 4), ("NE", 5), ("WP", 16), ("AM", 18),
+                ("NW", 29), ("CD", 30), ("PG", 31),
+            ])
+            + flags("i386_cr4", size: 8, [
+                ("VME", 0), ("PVI", 1), ("TSD", 2), ("DE", 3), ("PSE", 4), ("PAE", 5), ("MCE", 6),
+                ("PGE", 7), ("PCE", 8), ("OSFXSR", 9), ("OSXMMEXCPT", 10), ("UMIP", 11), ("LA57", 12),
+                ("VMXE", 13), ("SMXE", 14), ("FSGSBASE", 16), ("PCIDE", 17), ("OSXSAVE", 18),
+                ("SMEP", 20), ("SMAP", 21), ("PKE", 22),
+            ])
+            + flags("i386_efer", size: 8, [
+                ("SCE", 0), ("LME", 8), ("LMA", 10), ("NXE", 11), ("SVME", 12), ("LMSLE", 13),
+                ("FFXSR", 14), ("TCE", 15),
+            ])
+        }
+    }
+
+    /// A `<flags>` type of single-bit fields.
+    private static func flags(_ id: String, size: Int, _ fields: [(String, Int)]) -> String {
+        var text = "    <flags id=\"\(id)\" size=\"\(size)\">\n"
+        for (name, bit) in fields {
+            text += "      <field name=\"\(name)\" start=\"\(bit)\" end=\"\(bit)\"/>\n"
+        }
+        return text + "    </flags>\n"
+    }
+}
+
+/// The `m`/`l` reply of a `qXfer` read: the window [offset, offset + length) of `data`, prefixed
+/// `l` when it reaches the end (or starts past it) and `m` when more follows.
+func xferWindow(_ data: [UInt8], offset: Int, length: Int) -> [UInt8] {
+    guard offset < data.count else { return [UInt8(ascii: "l")] }
+    let available = data.count - offset
+    let count = min(length, available)
+    var out: [UInt8] = [count == available ? UInt8(ascii: "l") : UInt8(ascii: "m")]
+    out.append(contentsOf: data[offset..<(offset + count)])
+    return out
+}

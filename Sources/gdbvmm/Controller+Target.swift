@@ -1,0 +1,128 @@
+import KVMRunLoop
+import RSP
+
+/// The KVM-backed debuggee that the RSP session drives. gdb thread n is vCPU n - 1.
+extension Controller: Target {
+    var threads: [ThreadID] { Array(1...machine.vcpuCount) }
+
+    private func vcpuIndex(_ thread: ThreadID) throws(TargetError) -> Int {
+        guard thread >= 1, thread <= machine.vcpuCount else { throw .errno(3) }  // ESRCH
+        return thread - 1
+    }
+
+    func threadName(_ thread: ThreadID) -> String { "vCPU \(thread - 1)" }
+
+    func threadExtraInfo(_ thread: ThreadID) -> String {
+        guard thread >= 1, thread <= machine.vcpuCount else { return "" }
+        switch machine.status[thread - 1] {
+        case .runnable: return "running"
+        case .halted: return "halted"
+        case .waitingForSIPI: return "waiting for SIPI"
+        case .crashed(let crash): return "crashed: \(crash)"
+        }
+    }
+
+    func readRegisters(thread: ThreadID) throws(TargetError) -> X86_64Registers {
+        let index = try vcpuIndex(thread)
+        do {
+            return try CPUState(vcpu: machine.vcpu(index)).registers
+        } catch {
+            throw .message("\(error)")
+        }
+    }
+
+    func writeRegisters(_ registers: X86_64Registers, thread: ThreadID) throws(TargetError) {
+        let index = try vcpuIndex(thread)
+        do {
+            let vcpu = machine.vcpu(index)
+            let old = try CPUState(vcpu: vcpu)
+            var new = old
+            new.update(from: registers)
+            try new.write(to: vcpu, old: old)
+        } catch {
+            throw .message("\(error)")
+        }
+    }
+
+    func readMemory(address: UInt64, count: Int, thread: ThreadID) throws(TargetError) -> [UInt8] {
+        let index = try vcpuIndex(thread)
+        let bytes: [UInt8]
+        do {
+            bytes = try machine.readMemory(address, count: count, vcpu: index)
+        } catch {
+            throw .message("\(error)")
+        }
+        if bytes.isEmpty && count > 0 { throw .errno(14) }  // EFAULT: nothing mapped there
+        return bytes
+    }
+
+    func writeMemory(_ bytes: [UInt8], address: UInt64, thread: ThreadID) throws(TargetError) {
+        let index = try vcpuIndex(thread)
+        do {
+            guard try machine.writeMemory(bytes, at: address, vcpu: index) else { throw TargetError.errno(14) }
+        } catch let error as TargetError {
+            throw error
+        } catch {
+            throw .message("\(error)")
+        }
+    }
+
+    func insertBreakpoint(_ kind: BreakpointKind, address: UInt64, length: Int) throws(TargetError) {
+        do {
+            switch kind {
+            case .software: try machine.insertSoftwareBreakpoint(at: address, vcpu: currentVCPU)
+            case .hardware: try machine.insertHardwareBreakpoint(at: address)
+            case .writeWatch: try machine.insertWatchpoint(.write, at: address, length: length, vcpu: currentVCPU)
+            case .readWatch: try machine.insertWatchpoint(.read, at: address, length: length, vcpu: currentVCPU)
+            case .accessWatch: try machine.insertWatchpoint(.access, at: address, length: length, vcpu: currentVCPU)
+            }
+        } catch Machine.BreakpointError.unmapped {
+            throw .errno(14)
+        } catch Machine.BreakpointError.noFreeSlot {
+            throw .errno(28)  // ENOSPC: all four debug registers are in use
+        } catch {
+            throw .message("\(error)")
+        }
+    }
+
+    func removeBreakpoint(_ kind: BreakpointKind, address: UInt64, length: Int) throws(TargetError) {
+        do {
+            switch kind {
+            case .software: machine.removeSoftwareBreakpoint(at: address)
+            case .hardware: machine.removeHardwareBreakpoint(at: address)
+            case .writeWatch: try machine.removeWatchpoint(.write, at: address, length: length)
+            case .readWatch: try machine.removeWatchpoint(.read, at: address, length: length)
+            case .accessWatch: try machine.removeWatchpoint(.access, at: address, length: length)
+            }
+        } catch {
+            throw .message("\(error)")
+        }
+    }
+
+    func resume(_ plan: ResumePlan) throws(TargetError) {
+        var modes: [Int: RunMode] = [:]
+        for (thread, action) in plan.actions {
+            let index = try vcpuIndex(thread)
+            switch action {
+            case .continue: modes[index] = .run
+            case .step: modes[index] = .step
+            case .stop: break
+            }
+        }
+        try resumeForGDB(modes)
+    }
+
+    func interrupt() { requestInterrupt() }
+
+    func monitor(_ command: String) -> String { runMonitorCommand(command) }
+
+    func restart() throws(TargetError) -> StopEvent {
+        do {
+            try machine.reset()
+        } catch {
+            throw .message("\(error)")
+        }
+        currentVCPU = 0
+        return .stopped(thread: 1, signal: GDBSignal.sigtrap, reason: .none)
+    }
+}

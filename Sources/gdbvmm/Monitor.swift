@@ -1,0 +1,194 @@
+import CKVM
+import Foundation
+import KVMRunLoop
+
+/// `monitor ...` in gdb (qRcmd): the views of the VM that gdb's own commands cannot give.
+extension Controller {
+    static let monitorHelp = """
+        gdbvmm monitor commands:
+          help                  this list
+          info exits            KVM exits per vCPU: reason, count, time spent in KVM_RUN
+          info registers        DR0-7, selected MSRs, segments, descriptor tables, mp state
+          info mem              the guest page-table mappings, merged into ranges
+          info cpus             every vCPU and its state
+          xp /N[bhwg] ADDR      N units of physical memory at ADDR (default /16b); also xp ADDR [N]
+          phys on|off           memory packets take physical addresses (on) or virtual (off)
+          system_reset          back to the image's entry state; breakpoints are kept
+          exits reset           clear the exit counters
+          quit                  end the VM (gdbvmm exits with status 0)
+
+        """
+
+    func runMonitorCommand(_ line: String) -> String {
+        let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        guard let first = words.first else { return Controller.monitorHelp }
+        switch (first, words.count > 1 ? words[1] : "") {
+        case ("help", _), ("?", _): return Controller.monitorHelp
+        case ("info", "exits"): return exitTable()
+        case ("info", "registers"), ("info", "regs"): return systemRegisters()
+        case ("info", "mem"): return memoryMappings()
+        case ("info", "cpus"): return cpuList()
+        case ("xp", _): return physicalDump(Array(words.dropFirst()))
+        case ("phys", "on"):
+            machine.physicalAddressing = true
+            return "memory packets now take guest-physical addresses\n"
+        case ("phys", "off"):
+            machine.physicalAddressing = false
+            return "memory packets now take guest-virtual addresses (translated by vCPU \(currentVCPU)'s page tables)\n"
+        case ("phys", _):
+            return "memory packets take guest-\(machine.physicalAddressing ? "physical" : "virtual") addresses; use 'monitor phys on' or 'monitor phys off'\n"
+        case ("system_reset", _):
+            do {
+                try machine.reset()
+                currentVCPU = 0
+                return "the guest is back at its entry point; breakpoints are kept (gdb's view of registers refreshes at the next stop: use 'stepi' or 'flushregs')\n"
+            } catch {
+                return "system_reset failed: \(error)\n"
+            }
+        case ("exits", "reset"):
+            machine.statistics.reset()
+            return "exit counters cleared\n"
+        case ("quit", _), ("q", _):
+            kill()
+            return "ending the VM\n"
+        default:
+            return "unknown monitor command '\(line)'\n\n" + Controller.monitorHelp
+        }
+    }
+
+    private func exitTable() -> String {
+        var text = ""
+        for (vcpu, table) in machine.statistics.snapshot().enumerated() {
+            text += "vCPU \(vcpu): \(vcpuCountText(table)) exits\n"
+            text += "  reason                         count      total ms    avg us\n"
+            for (reason, entry) in table.sorted(by: { $0.value.count > $1.value.count }) {
+                let ms = Double(entry.nanoseconds) / 1e6
+                let avg = entry.count == 0 ? 0 : Double(entry.nanoseconds) / Double(entry.count) / 1e3
+                text += "  " + reason.padding(toLength: 28, withPad: " ", startingAt: 0)
+                text += String(format: "%8llu  %12.3f  %8.2f\n", entry.count, ms, avg)
+            }
+        }
+        return text
+    }
+
+    private func vcpuCountText(_ table: [String: ExitStatistics.Entry]) -> String {
+        String(table.values.reduce(UInt64(0)) { $0 + $1.count })
+    }
+
+    private func systemRegisters() -> String {
+        let vcpu = machine.vcpu(currentVCPU)
+        var text = "vCPU \(currentVCPU)\n"
+        do {
+            let d = try vcpu.getDebugRegs()
+            let dr = withUnsafeBytes(of: d.db) { raw in (0..<4).map { raw.load(fromByteOffset: $0 * 8, as: UInt64.self) } }
+            text += "dr0 \(hex(dr[0]))  dr1 \(hex(dr[1]))  dr2 \(hex(dr[2]))  dr3 \(hex(dr[3]))\n"
+            text += "dr6 \(hex(d.dr6))  dr7 \(hex(d.dr7))\n"
+            let msrs: [(String, UInt32)] = [
+                ("EFER", 0xC000_0080), ("STAR", 0xC000_0081), ("LSTAR", 0xC000_0082), ("CSTAR", 0xC000_0083),
+                ("SFMASK", 0xC000_0084), ("FS_BASE", 0xC000_0100), ("GS_BASE", 0xC000_0101),
+                ("KERNEL_GS_BASE", 0xC000_0102), ("APIC_BASE", 0x1B), ("SYSENTER_CS", 0x174),
+                ("SYSENTER_ESP", 0x175), ("SYSENTER_EIP", 0x176), ("PAT", 0x277), ("TSC", 0x10),
+            ]
+            let values = try vcpu.getMSRs(msrs.map(\.1))
+            for (name, index) in msrs {
+                let value = values[index].map { hex($0) } ?? "(unavailable)"
+                text += "msr " + "\(name) (0x\(String(index, radix: 16)))".padding(toLength: 26, withPad: " ", startingAt: 0) + value + "\n"
+            }
+            let s = try vcpu.getSregs()
+            for (name, seg) in [("cs", s.cs), ("ds", s.ds), ("es", s.es), ("fs", s.fs), ("gs", s.gs), ("ss", s.ss), ("tr", s.tr), ("ldt", s.ldt)] {
+                text += name.padding(toLength: 4, withPad: " ", startingAt: 0)
+                text += "sel 0x\(String(format: "%04x", seg.selector)) base \(hex(seg.base)) limit 0x\(String(format: "%08x", seg.limit))"
+                text += " type 0x\(String(seg.type, radix: 16)) dpl \(seg.dpl) \(seg.present != 0 ? "P" : "-")\(seg.l != 0 ? " L" : "")\(seg.db != 0 ? " D" : "")\(seg.g != 0 ? " G" : "")\(seg.unusable != 0 ? " unusable" : "")\n"
+            }
+            text += "gdt base \(hex(s.gdt.base)) limit 0x\(String(s.gdt.limit, radix: 16))\n"
+            text += "idt base \(hex(s.idt.base)) limit 0x\(String(s.idt.limit, radix: 16))\n"
+            text += "cr0 \(hex(s.cr0))  cr2 \(hex(s.cr2))  cr3 \(hex(s.cr3))  cr4 \(hex(s.cr4))  cr8 \(hex(s.cr8))\n"
+            text += "apic_base \(hex(s.apic_base))\n"
+            let mp = try vcpu.getMPState()
+            text += "mp_state \(mpStateName(mp)) (\(mp))\n"
+            let events = try vcpu.getVCPUEvents()
+            text += "pending exception \(events.exception.injected != 0 ? "vector \(events.exception.nr)" : "none"), "
+            text += "interrupt \(events.interrupt.injected != 0 ? "vector \(events.interrupt.nr)" : "none"), "
+            text += "nmi \(events.nmi.pending != 0 ? "pending" : "none")\n"
+        } catch {
+            text += "error reading registers: \(error)\n"
+        }
+        return text
+    }
+
+    private func mpStateName(_ state: UInt32) -> String {
+        switch Int32(state) {
+        case KVM_MP_STATE_RUNNABLE: return "runnable"
+        case KVM_MP_STATE_UNINITIALIZED: return "uninitialized (waiting for INIT)"
+        case KVM_MP_STATE_INIT_RECEIVED: return "INIT received (waiting for SIPI)"
+        case KVM_MP_STATE_HALTED: return "halted"
+        case KVM_MP_STATE_SIPI_RECEIVED: return "SIPI received"
+        default: return "state"
+        }
+    }
+
+    private func memoryMappings() -> String {
+        guard let paging = try? machine.vcpu(currentVCPU).pagingState() else { return "cannot read vCPU registers\n" }
+        let ranges = PageWalker.mappings(paging: paging, memory: machine.ram)
+        if paging.cr0 & (1 << 31) == 0 {
+            return "paging is off on vCPU \(currentVCPU): virtual addresses are physical\n"
+        }
+        var text = "vCPU \(currentVCPU), cr3 \(hex(paging.cr3))\n"
+        text += "virtual start        virtual end          physical start       size         perm\n"
+        for r in ranges {
+            let perm = (r.user ? "u" : "-") + "r" + (r.writable ? "w" : "-") + (r.executable ? "x" : "-")
+            text += "\(hex(r.virtualStart))   \(hex(r.virtualStart &+ r.size))   \(hex(r.physicalStart))   "
+            text += String(format: "0x%-10llx ", r.size) + perm + "\n"
+        }
+        if ranges.isEmpty { text += "(no mappings)\n" }
+        return text
+    }
+
+    private func cpuList() -> String {
+        var text = ""
+        for i in 0..<machine.vcpuCount {
+            let rip = (try? machine.vcpu(i).getRegs().rip).map { hex($0) } ?? "?"
+            text += "\(i == currentVCPU ? "*" : " ") vCPU \(i) (thread \(i + 1)): \(threadExtraInfo(i + 1)), rip \(rip)\n"
+        }
+        return text
+    }
+
+    private func physicalDump(_ args: [String]) -> String {
+        var unit = 1
+        var count = 16
+        var rest = args
+        if let format = rest.first, format.hasPrefix("/") {
+            rest.removeFirst()
+            var digits = ""
+            for c in format.dropFirst() {
+                if c.isNumber { digits.append(c) }
+                else if c == "b" { unit = 1 } else if c == "h" { unit = 2 } else if c == "w" { unit = 4 } else if c == "g" { unit = 8 }
+                else if c == "x" { continue }
+                else { return "xp: unknown format '\(format)'; use /N followed by b, h, w or g\n" }
+            }
+            if let n = Int(digits) { count = n }
+        }
+        guard let addressText = rest.first, let address = parseNumber(addressText) else {
+            return "usage: xp /N[bhwg] ADDRESS   or   xp ADDRESS [COUNT]\n"
+        }
+        if rest.count > 1, let n = parseNumber(rest[1]) { count = Int(clamping: n) }
+        count = min(max(count, 1), 4096)
+        guard let bytes = try? machine.ram.read(at: address, count: count * unit) else {
+            return "xp: \(hex(address))+\(count * unit) is outside guest RAM (\(machine.ram.size >> 20) MiB)\n"
+        }
+        var text = ""
+        let perLine = max(1, 16 / unit)
+        for i in 0..<count {
+            if i % perLine == 0 { text += (i > 0 ? "\n" : "") + hex(address + UInt64(i * unit)) + ":" }
+            var value: UInt64 = 0
+            for b in 0..<unit { value |= UInt64(bytes[i * unit + b]) << (8 * UInt64(b)) }
+            text += " 0x" + String(format: "%0\(unit * 2)llx", value)
+        }
+        return text + "\n"
+    }
+
+    private func parseNumber(_ text: String) -> UInt64? {
+        if text.hasPrefix("0x") || text.hasPrefix("0X") { return UInt64(text.dropFirst(2), radix: 16) }
+        return UInt64(text)
+    }
+}

@@ -1,0 +1,133 @@
+import CKVM
+import KVMRunLoop
+import RSP
+
+/// Everything the register file is assembled from: two synced structures, the FPU, one MSR.
+struct CPUState: Equatable {
+    var regs: kvm_regs
+    var sregs: kvm_sregs
+    var fpu: kvm_fpu
+    var kernelGSBase: UInt64
+
+    static let kernelGSBaseMSR: UInt32 = 0xC000_0102
+
+    init(vcpu: VCPU) throws(SystemError) {
+        regs = try vcpu.getRegs()
+        sregs = try vcpu.getSregs()
+        fpu = try vcpu.getFPU()
+        kernelGSBase = try vcpu.getMSRs([CPUState.kernelGSBaseMSR])[CPUState.kernelGSBaseMSR] ?? 0
+    }
+
+    /// Writes back only the parts that differ from `old`: each ioctl costs microseconds.
+    func write(to vcpu: VCPU, old: CPUState) throws(SystemError) {
+        if !bytesEqual(regs, old.regs) { try vcpu.setRegs(regs) }
+        if !bytesEqual(sregs, old.sregs) { try vcpu.setSregs(sregs) }
+        if !bytesEqual(fpu, old.fpu) { try vcpu.setFPU(fpu) }
+        if kernelGSBase != old.kernelGSBase { try vcpu.setMSRs([(CPUState.kernelGSBaseMSR, kernelGSBase)]) }
+    }
+
+    static func == (a: CPUState, b: CPUState) -> Bool {
+        bytesEqual(a.regs, b.regs) && bytesEqual(a.sregs, b.sregs) && bytesEqual(a.fpu, b.fpu)
+            && a.kernelGSBase == b.kernelGSBase
+    }
+
+    // MARK: to and from gdb's register file
+
+    var registers: X86_64Registers {
+        var r = X86_64Registers()
+        r.gpr = [regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.rbp, regs.rsp,
+                 regs.r8, regs.r9, regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15]
+        r.rip = regs.rip
+        r.eflags = UInt32(truncatingIfNeeded: regs.rflags)
+        r.segments = [sregs.cs, sregs.ss, sregs.ds, sregs.es, sregs.fs, sregs.gs].map { UInt32($0.selector) }
+        r.fsBase = sregs.fs.base
+        r.gsBase = sregs.gs.base
+        r.kernelGsBase = kernelGSBase
+        r.cr0 = sregs.cr0
+        r.cr2 = sregs.cr2
+        r.cr3 = sregs.cr3
+        r.cr4 = sregs.cr4
+        r.cr8 = sregs.cr8
+        r.efer = sregs.efer
+        let st = withUnsafeBytes(of: fpu.fpr) { raw in (0..<8).map { Array(raw[($0 * 16)..<($0 * 16 + 10)]) } }
+        r.st = st
+        let top = Int(fpu.fsw >> 11) & 7
+        r.x87Control = [UInt32(fpu.fcw), UInt32(fpu.fsw), UInt32(CPUState.fullTagWord(abridged: fpu.ftwx, st: st, top: top)),
+                        0, UInt32(truncatingIfNeeded: fpu.last_ip), 0, UInt32(truncatingIfNeeded: fpu.last_dp),
+                        UInt32(fpu.last_opcode)]
+        r.xmm = withUnsafeBytes(of: fpu.xmm) { raw in (0..<16).map { Array(raw[($0 * 16)..<($0 * 16 + 16)]) } }
+        r.mxcsr = fpu.mxcsr
+        return r
+    }
+
+    mutating func update(from r: X86_64Registers) {
+        let g = r.gpr
+        regs.rax = g[0]; regs.rbx = g[1]; regs.rcx = g[2]; regs.rdx = g[3]
+        regs.rsi = g[4]; regs.rdi = g[5]; regs.rbp = g[6]; regs.rsp = g[7]
+        regs.r8 = g[8]; regs.r9 = g[9]; regs.r10 = g[10]; regs.r11 = g[11]
+        regs.r12 = g[12]; regs.r13 = g[13]; regs.r14 = g[14]; regs.r15 = g[15]
+        regs.rip = r.rip
+        // Bit 1 of RFLAGS is reserved and must be one.
+        regs.rflags = (regs.rflags & ~0xFFFF_FFFF) | UInt64(r.eflags) | 2
+        // A selector write changes the selector only; the hidden descriptor stays, as after a
+        // debugger write on real hardware with no reload.
+        sregs.cs.selector = UInt16(truncatingIfNeeded: r.segments[0])
+        sregs.ss.selector = UInt16(truncatingIfNeeded: r.segments[1])
+        sregs.ds.selector = UInt16(truncatingIfNeeded: r.segments[2])
+        sregs.es.selector = UInt16(truncatingIfNeeded: r.segments[3])
+        sregs.fs.selector = UInt16(truncatingIfNeeded: r.segments[4])
+        sregs.gs.selector = UInt16(truncatingIfNeeded: r.segments[5])
+        sregs.fs.base = r.fsBase
+        sregs.gs.base = r.gsBase
+        kernelGSBase = r.kernelGsBase
+        sregs.cr0 = r.cr0
+        sregs.cr2 = r.cr2
+        sregs.cr3 = r.cr3
+        sregs.cr4 = r.cr4
+        sregs.cr8 = r.cr8
+        sregs.efer = r.efer
+        withUnsafeMutableBytes(of: &fpu.fpr) { raw in
+            for i in 0..<8 { for b in 0..<10 { raw[i * 16 + b] = r.st[i][b] } }
+        }
+        fpu.fcw = UInt16(truncatingIfNeeded: r.x87Control[0])
+        fpu.fsw = UInt16(truncatingIfNeeded: r.x87Control[1])
+        fpu.ftwx = CPUState.abridgedTag(full: UInt16(truncatingIfNeeded: r.x87Control[2]))
+        fpu.last_ip = UInt64(r.x87Control[4])
+        fpu.last_dp = UInt64(r.x87Control[6])
+        fpu.last_opcode = UInt16(truncatingIfNeeded: r.x87Control[7])
+        withUnsafeMutableBytes(of: &fpu.xmm) { raw in
+            for i in 0..<16 { for b in 0..<16 { raw[i * 16 + b] = r.xmm[i][b] } }
+        }
+        fpu.mxcsr = r.mxcsr
+    }
+
+    /// FXSAVE keeps one "not empty" bit per physical register; gdb shows the full x87 tag word
+    /// (valid 0, zero 1, special 2, empty 3), derived from each register's contents.
+    static func fullTagWord(abridged: UInt8, st: [[UInt8]], top: Int) -> UInt16 {
+        var word: UInt16 = 0
+        for physical in 0..<8 {
+            var tag: UInt16 = 3
+            if abridged & (1 << physical) != 0 {
+                let value = st[(physical - top + 8) & 7]
+                let exponent = (UInt16(value[9]) << 8 | UInt16(value[8])) & 0x7FFF
+                let mantissaZero = value[0..<8].allSatisfy { $0 == 0 }
+                if exponent == 0x7FFF { tag = 2 }
+                else if exponent == 0 { tag = mantissaZero ? 1 : 2 }
+                else { tag = value[7] & 0x80 != 0 ? 0 : 2 }
+            }
+            word |= tag << (UInt16(physical) * 2)
+        }
+        return word
+    }
+
+    static func abridgedTag(full: UInt16) -> UInt8 {
+        var abridged: UInt8 = 0
+        for physical in 0..<8 where (full >> (physical * 2)) & 3 != 3 { abridged |= 1 << physical }
+        return abridged
+    }
+}
+
+/// Compares two C structs byte for byte (they hold no pointers or padding we care about).
+func bytesEqual<T>(_ a: T, _ b: T) -> Bool {
+    withUnsafeBytes(of: a) { ra in withUnsafeBytes(of: b) { rb in ra.elementsEqual(rb) } }
+}

@@ -1,0 +1,51 @@
+import Foundation
+import Glibc
+import KVMRunLoop
+
+/// Discards the guest's console output (`--serial none`).
+final class DiscardSink: ByteSink {
+    func write(_ bytes: [UInt8]) {}
+}
+
+func fail(_ message: String, status: Int32 = 2) -> Int32 {
+    FileHandle.standardError.write(Data("gdbvmm: \(message)\n".utf8))
+    return status
+}
+
+/// Builds the machine from the options and runs it to its end; returns the exit status.
+func runVMM(_ options: Options) -> Int32 {
+    guard let data = FileManager.default.contents(atPath: options.guest) else {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: options.guest, isDirectory: &isDirectory) {
+            return fail(isDirectory.boolValue ? "\(options.guest) is a directory, not a guest image"
+                                              : "cannot read \(options.guest): permission denied")
+        }
+        return fail("guest image \(options.guest) does not exist")
+    }
+    let serial: any ByteSink
+    switch options.serial {
+    case .stdio:
+        // With --gdb stdio, stdout carries the protocol: the console goes to stderr.
+        serial = FileDescriptorSink(fileDescriptor: options.gdb == .stdio ? 2 : 1)
+    case .none:
+        serial = DiscardSink()
+    case .file(let path):
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd < 0 { return fail("cannot open serial output file \(path): \(String(cString: strerror(errno)))") }
+        serial = FileDescriptorSink(fileDescriptor: fd)
+    }
+    let machine: Machine
+    do {
+        machine = try Machine(MachineConfiguration(
+            image: [UInt8](data), memorySize: options.memory, cpuCount: options.cpus,
+            commandLine: options.commandLine, serial: serial))
+    } catch {
+        return fail("\(error)")
+    }
+    do {
+        let controller = try Controller(machine: machine, options: options)
+        return controller.run()
+    } catch {
+        return fail("\(error)")
+    }
+}
