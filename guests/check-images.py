@@ -7,7 +7,7 @@
 - multiboot guests: the header is in the first 8 KiB, 4-aligned, with a valid checksum;
   with the a.out kludge its addresses match the file layout;
 - the PVH guest: a "Xen" note of type 18 in a PT_NOTE segment, pointing into loaded code;
-- watch: the watched variables and touch_all share one 4 KiB page.
+- watch: watched_a..e are adjacent, in order, and share one 4 KiB page with touch_all.
 """
 import struct
 import sys
@@ -157,6 +157,9 @@ def check(build, name):
         pages = {syms[n] >> 12 for n in names}
         if len(pages) != 1:
             problems.append("touch_all and the watched variables are not in one page")
+        addrs = [syms[f"watched_{c}"] for c in "abcde"]
+        if addrs != list(range(addrs[0], addrs[0] + 20, 4)):
+            problems.append("watched_a..watched_e are not adjacent ints in order")
     return how, problems
 
 

@@ -5,11 +5,14 @@
 #include "guest.h"
 #include "serial.h"
 
-volatile int watched_a = 0;
-volatile int watched_b = 2;
-volatile int watched_c = 0;
-volatile int watched_d = 4;
-volatile int watched_e = 0;
+/* Five adjacent ints in declaration order, 4 bytes apart (watched_a is 16-aligned). */
+#define WATCHED __attribute__((section(".data.watched")))
+
+WATCHED __attribute__((aligned(16))) volatile int watched_a = 0;
+WATCHED volatile int watched_b = 2;
+WATCHED volatile int watched_c = 0;
+WATCHED volatile int watched_d = 4;
+WATCHED volatile int watched_e = 0;
 int reads_sum = 0;
 
 void touch_all(void)

@@ -88,7 +88,10 @@ public final class Session {
         isRunning = false
         var out: [UInt8] = []
         send([stopReply(event)], into: &out)
-        if case .stopped = event {} else if !isExtended { isClosed = true }
+        switch event {
+        case .stopped: break
+        case .exited, .terminated: if !isExtended { isClosed = true }
+        }
         return out
     }
 

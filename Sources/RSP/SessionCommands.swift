@@ -199,11 +199,14 @@ extension Session {
         return Reply.stop(event, registers: registers)
     }
 
+    /// What `?` reports for a killed guest; gdb's number for SIGKILL, like Linux's.
+    static let sigkill: UInt8 = 9
+
     /// After `k`/`vKill`: outside extended mode the connection ends; in it, `?` reports the
     /// guest killed until `vRun` starts it again.
     private func endProcess() {
         if isExtended {
-            lastStop = .terminated(signal: 9)
+            lastStop = .terminated(signal: Self.sigkill)
         } else {
             isClosed = true
         }

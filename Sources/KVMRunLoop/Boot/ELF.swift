@@ -2,6 +2,7 @@
 /// file: every offset and size is checked against the file, so a truncated or hostile image
 /// produces a `LoadError` naming what is wrong, never a crash.
 public struct ELFImage: Sendable, Equatable {
+    /// EI_CLASS: 32- or 64-bit headers (independent of the mode the code runs in).
     public enum Class: Sendable, Equatable {
         case elf32, elf64
     }

@@ -1,6 +1,7 @@
 /// Why a guest image could not be loaded. The message names the problem and, where there is
 /// one, the fix; it is meant to be printed to the user as is.
 public struct LoadError: Error, Equatable, CustomStringConvertible {
+    /// The complete, user-facing explanation.
     public var message: String
 
     public init(_ message: String) { self.message = message }
@@ -18,8 +19,7 @@ func byteCount(_ bytes: UInt64) -> String {
         return "\(bytes / unit) \(name)"
     }
     for (unit, name) in units where bytes >= unit {
-        let tenths = bytes / (unit / 10)
-        return "\(tenths / 10).\(tenths % 10) \(name)"
+        return "\(bytes / unit).\((bytes % unit) * 10 / unit) \(name)"
     }
     return "\(bytes) bytes"
 }

@@ -19,6 +19,7 @@ public protocol ByteSink: Sendable {
 
 /// A sink writing to a file descriptor it does not own (the caller closes it).
 public final class FileDescriptorSink: ByteSink {
+    /// Not closed by the sink.
     public let fileDescriptor: Int32
 
     public init(fileDescriptor: Int32) { self.fileDescriptor = fileDescriptor }

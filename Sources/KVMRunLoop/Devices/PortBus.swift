@@ -34,6 +34,7 @@ public final class PortBus: Sendable {
         return device.write(port: port, size: size, value: value & accessMask(size: size))
     }
 
+    /// True when a device claims `port` (for `monitor info` and for tests).
     public func isClaimed(_ port: UInt16) -> Bool { device(for: port) != nil }
 
     /// Accesses to ports no device claims, since the bus was created (for `monitor info exits`).

@@ -153,7 +153,12 @@ public final class Machine: @unchecked Sendable {
 
     private func applyEntryStates() throws(SystemError) {
         for (index, thread) in threads.enumerated() {
-            try thread.vcpu.setFPU(resetFPU[index])
+            // Power-on values (KVM's reset image may leave them zero): x87 control word 0x37F,
+            // MXCSR 0x1F80 with every SSE exception masked.
+            var fpu = resetFPU[index]
+            fpu.fcw = 0x37F
+            fpu.mxcsr = 0x1F80
+            try thread.vcpu.setFPU(fpu)
             if index < guest.entry.count {
                 try thread.vcpu.apply(guest.entry[index], resetSregs: resetSregs[index])
                 status[index] = .runnable

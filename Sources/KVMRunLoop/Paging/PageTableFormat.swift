@@ -90,11 +90,14 @@ struct PageTableFormat {
     /// Reads `count` consecutive entries starting at `address`; nil if they are not all in RAM.
     func readEntries(at address: UInt64, count: Int, memory: any PhysicalMemory) -> [UInt64]? {
         guard let bytes = try? memory.read(at: address, count: count * entrySize) else { return nil }
-        var entries = [UInt64](repeating: 0, count: count)
-        for i in 0..<count {
-            var value: UInt64 = 0
-            for b in 0..<entrySize { value |= UInt64(bytes[i * entrySize + b]) << (8 * UInt64(b)) }
-            entries[i] = value
+        // SAFETY: `bytes` holds exactly count * entrySize bytes, so every load below is in bounds;
+        // loadUnaligned has no alignment requirement.
+        let entries = bytes.withUnsafeBytes { raw in
+            (0..<count).map { i in
+                entrySize == 4
+                    ? UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
+                    : UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))
+            }
         }
         return entries
     }

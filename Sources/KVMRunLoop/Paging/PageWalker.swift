@@ -42,18 +42,23 @@ public enum PageWalker {
 
     /// Every mapping in the guest's page tables, in virtual-address order, with runs that are
     /// contiguous both virtually and physically and have the same permissions merged: what
-    /// `monitor info mem` prints. Stops after `limit` ranges, or after examining 16 Mi page-table
-    /// entries (hostile tables that point back at themselves could otherwise describe 2^36
-    /// pages). With paging off, the one identity range covering RAM.
+    /// `monitor info mem` prints. Stops after `limit` ranges, or after examining 4 Mi page-table
+    /// entries (enough for 16 GiB of 4 KiB pages; hostile tables that point back at themselves
+    /// could otherwise describe 2^36 pages). With paging off, the one identity range covering RAM.
     public static func mappings(paging: PagingState, memory: any PhysicalMemory,
                                 limit: Int = 4096) -> [MappedRange] {
+        mappings(paging: paging, memory: memory, limit: limit, entryBudget: 1 << 22)
+    }
+
+    static func mappings(paging: PagingState, memory: any PhysicalMemory, limit: Int,
+                         entryBudget: Int) -> [MappedRange] {
         guard limit > 0 else { return [] }
         guard let format = PageTableFormat(paging) else {
             guard memory.size > 0 else { return [] }
             return [MappedRange(virtualStart: 0, physicalStart: 0, size: memory.size,
                                 writable: true, user: true, executable: true)]
         }
-        var collector = MappingCollector(format: format, memory: memory, limit: limit)
+        var collector = MappingCollector(format: format, memory: memory, limit: limit, budget: entryBudget)
         collector.walk(table: format.root, depth: 0, virtualBase: 0,
                        permissions: (writable: true, user: true, executable: true))
         collector.flush()
@@ -75,23 +80,34 @@ enum PageEntry {
 private struct MappingCollector {
     typealias Permissions = (writable: Bool, user: Bool, executable: Bool)
 
-    static let entryBudget = 1 << 24
-
     let format: PageTableFormat
     let memory: any PhysicalMemory
     let limit: Int
     var ranges: [MappedRange] = []
     var current: MappedRange?
-    var budget = MappingCollector.entryBudget
+    /// Page-table entries left to examine.
+    var budget: Int
     var done = false
+    /// Tables (address, depth) already walked without finding a single mapping: skipped when
+    /// reached again, so many entries pointing at one empty table cost one walk.
+    var emptyTables: Set<EmptyTable> = []
 
-    init(format: PageTableFormat, memory: any PhysicalMemory, limit: Int) {
-        self.format = format; self.memory = memory; self.limit = limit
+    struct EmptyTable: Hashable {
+        var address: UInt64
+        var depth: Int
+    }
+
+    init(format: PageTableFormat, memory: any PhysicalMemory, limit: Int, budget: Int) {
+        self.format = format; self.memory = memory; self.limit = limit; self.budget = budget
     }
 
     mutating func walk(table: UInt64, depth: Int, virtualBase: UInt64, permissions: Permissions) {
+        let key = EmptyTable(address: table, depth: depth)
+        guard !emptyTables.contains(key) else { return }
         let level = format.levels[depth]
         guard let entries = format.readEntries(at: table, count: level.entries, memory: memory) else { return }
+        let leavesBefore = leaves
+        defer { if leaves == leavesBefore && !done { emptyTables.insert(key) } }
         for (index, entry) in entries.enumerated() {
             guard !done else { return }
             budget -= 1
@@ -117,7 +133,11 @@ private struct MappingCollector {
         }
     }
 
+    /// Leaf entries seen so far.
+    var leaves = 0
+
     mutating func add(virtual: UInt64, physical: UInt64, size: UInt64, _ allowed: Permissions) {
+        leaves += 1
         let start = format.canonical(virtual)
         if var run = current, run.virtualStart &+ run.size == start, run.physicalStart &+ run.size == physical,
            run.writable == allowed.writable, run.user == allowed.user, run.executable == allowed.executable {

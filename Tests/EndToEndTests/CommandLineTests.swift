@@ -1,0 +1,106 @@
+import Foundation
+import Testing
+
+/// gdbvmm's "main job" without gdb: run a guest, see its serial output, get its exit status.
+@Suite("command line", .serialized, .enabled(if: Harness.hasKVM, "needs /dev/kvm"))
+struct CommandLineTests {
+    @Test("ELF64 direct guest prints its banner and exits through port 0xF4 with (v << 1) | 1")
+    func elf64Direct() {
+        let r = Harness.run([Harness.binary, Harness.guest("demo-elf64")])
+        #expect(r.stdout == "gdbvmm demo guest\ndemo guest done\n")
+        #expect(r.status == 33)
+    }
+
+    @Test("multiboot ELF64 (a.out kludge) guest gets its command line")
+    func multibootKludge() {
+        let r = Harness.run([Harness.binary, "--cmdline", "console=ttyS0 debug", Harness.guest("demo-multiboot")])
+        #expect(r.stdout.contains("gdbvmm demo guest\ncmdline: console=ttyS0 debug\ndemo guest done\n"))
+        #expect(r.status == 33)
+    }
+
+    @Test("multiboot ELF32 guest runs in 32-bit protected mode")
+    func multiboot32() {
+        let r = Harness.run([Harness.binary, "-m", "64M", "--cmdline=abc", Harness.guest("demo-multiboot32")])
+        #expect(r.stdout.contains("cmdline: abc\n"))
+        #expect(r.status == 33)
+    }
+
+    @Test("all vCPUs halted with interrupts off ends the VM with status 0")
+    func halt() {
+        let r = Harness.run([Harness.binary, Harness.guest("halt")])
+        #expect(r.stdout.contains("halting"))
+        #expect(r.status == 0)
+    }
+
+    @Test("a triple fault exits 4 and prints the registers")
+    func tripleFault() {
+        let r = Harness.run([Harness.binary, Harness.guest("fault")])
+        #expect(r.status == 4)
+        #expect(r.stderr.contains("triple fault"))
+        #expect(r.stderr.contains("rip "))
+        #expect(r.stderr.contains("cr0 "))
+    }
+
+    @Test("--serial file: and none")
+    func serialDestinations() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-serial-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let r = Harness.run([Harness.binary, "--serial", "file:\(path)", Harness.guest("demo-elf64")])
+        #expect(r.status == 33)
+        #expect(r.stdout.isEmpty)
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "gdbvmm demo guest\ndemo guest done\n")
+        let quiet = Harness.run([Harness.binary, "--serial", "none", Harness.guest("demo-elf64")])
+        #expect(quiet.status == 33)
+        #expect(quiet.stdout.isEmpty)
+    }
+
+    @Test("bad usage exits 2 with a message", arguments: [
+        ["--memory", "lots", "x"], ["--bogus", "x"], [], ["-S", "x"], ["--gdb", "udp:1"], ["--cpus", "0", "x"],
+        ["--serial", "tty", "x"], ["a", "b"],
+    ])
+    func badUsage(arguments: [String]) {
+        let r = Harness.run([Harness.binary] + arguments)
+        #expect(r.status == 2)
+        #expect(r.stderr.hasPrefix("gdbvmm: "))
+        #expect(r.stderr.contains("--help"))
+    }
+
+    @Test("help and version")
+    func helpAndVersion() {
+        let help = Harness.run([Harness.binary, "--help"])
+        #expect(help.status == 0)
+        for text in ["--memory", "--gdb", "--wait-gdb", "--serial", "exit status", "(v << 1) | 1"] {
+            #expect(help.stdout.contains(text))
+        }
+        let version = Harness.run([Harness.binary, "--version"])
+        #expect(version.status == 0)
+        #expect(version.stdout.hasPrefix("gdbvmm "))
+    }
+
+    @Test("missing, unreadable, truncated and foreign images exit 2 before anything starts")
+    func invalidImages() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-images-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let missing = Harness.run([Harness.binary, dir.appendingPathComponent("nope").path])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("does not exist"))
+
+        let image = try Data(contentsOf: URL(fileURLWithPath: Harness.guest("demo-elf64")))
+        let truncated = dir.appendingPathComponent("truncated")
+        try image.prefix(200).write(to: truncated)
+        let t = Harness.run([Harness.binary, truncated.path])
+        #expect(t.status == 2)
+        #expect(t.stderr.contains("invalid guest image"))
+        #expect(t.stdout.isEmpty)
+
+        let text = dir.appendingPathComponent("text")
+        try Data("hello, not a kernel\n".utf8).write(to: text)
+        let x = Harness.run([Harness.binary, text.path])
+        #expect(x.status == 2)
+        #expect(x.stderr.contains("invalid guest image"))
+
+        let small = Harness.run([Harness.binary, "-m", "1M", Harness.guest("demo-elf64")])
+        #expect(small.status == 2)
+    }
+}

@@ -1,0 +1,199 @@
+import Foundation
+import Glibc
+import Testing
+
+/// Paths and prerequisites shared by the end-to-end tests, which run the built gdbvmm binary
+/// against the guests in guests/ and drive the real gdb.
+enum Harness {
+    static let repository: URL = {
+        if let override = ProcessInfo.processInfo.environment["GDBVMM_REPOSITORY"] {
+            return URL(fileURLWithPath: override)
+        }
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url
+    }()
+
+    /// The gdbvmm built next to this test bundle (`swift test` builds it: the test target
+    /// depends on it), or $GDBVMM_BINARY.
+    static let binary: String = {
+        if let override = ProcessInfo.processInfo.environment["GDBVMM_BINARY"] { return override }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        for _ in 0..<6 {
+            dir.deleteLastPathComponent()
+            let candidate = dir.appendingPathComponent("gdbvmm").path
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue {
+                return candidate
+            }
+        }
+        return repository.appendingPathComponent(".build/debug/gdbvmm").path
+    }()
+
+    static let hasKVM: Bool = {
+        let ok = access("/dev/kvm", R_OK | W_OK) == 0
+        if !ok { warn("/dev/kvm is missing or not accessible: end-to-end tests that boot guests are SKIPPED") }
+        return ok
+    }()
+
+    static let gdbPath: String? = {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(dir)/gdb"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        warn("gdb is not installed: end-to-end tests that drive gdb are SKIPPED (apt-get install -y gdb)")
+        return nil
+    }()
+
+    static var hasGDB: Bool { gdbPath != nil }
+
+    static func warn(_ message: String) {
+        FileHandle.standardError.write(Data("\n*** WARNING: \(message) ***\n\n".utf8))
+    }
+
+    /// Builds guests/ once per test process (make is incremental and quick).
+    static let guestsBuilt: Bool = {
+        let result = run(["make", "-s", "-C", repository.appendingPathComponent("guests").path], timeout: 300)
+        if result.status != 0 { warn("building guests failed:\n\(result.output)") }
+        return result.status == 0
+    }()
+
+    static func guest(_ name: String) -> String {
+        _ = guestsBuilt
+        return repository.appendingPathComponent("guests/build/\(name)").path
+    }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var output: String { stdout + stderr }
+    }
+
+    /// Runs a command to completion (killing it after `timeout` seconds).
+    static func run(_ arguments: [String], stdin: String? = nil, timeout: Double = 120) -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        process.currentDirectoryURL = repository
+        let out = Pipe(), err = Pipe(), input = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = input
+        do { try process.run() } catch { return Result(status: -1, stdout: "", stderr: "\(error)") }
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try? input.fileHandleForWriting.close()
+        let killer = DispatchWorkItem { if process.isRunning { process.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
+        // Read both pipes concurrently so neither can fill up and block the child.
+        nonisolated(unsafe) var errData = Data()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async {
+            errData = err.fileHandleForReading.readDataToEndOfFile()
+            group.leave()
+        }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        killer.cancel()
+        return Result(status: process.terminationStatus,
+                      stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// Runs gdb in batch mode on `commands` (one per line), with the guest's symbols loaded.
+    static func gdb(_ commands: String, symbols: String, timeout: Double = 120) -> Result {
+        let script = FileManager.default.temporaryDirectory
+            .appendingPathComponent("gdbvmm-e2e-\(UUID().uuidString).gdb")
+        try? ("set pagination off\nset confirm off\n" + commands + "\n").write(to: script, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: script) }
+        return run([gdbPath ?? "gdb", "-nx", "-batch", "-x", script.path, symbols], timeout: timeout)
+    }
+}
+
+/// A gdbvmm serving gdb on a socket: started with `--gdb tcp:0` (or unix:), its endpoint read
+/// from the one line it prints to stderr before accepting, so there is no race and no sleep.
+final class RunningVMM {
+    let process = Process()
+    let endpoint: String
+    private let errPipe = Pipe()
+    private let outPipe = Pipe()
+    private(set) var stderrText = ""
+    private var stdoutData = Data()
+    private let readers = DispatchGroup()
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: Harness.binary)
+        process.arguments = arguments
+        process.standardError = errPipe
+        process.standardOutput = outPipe
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // Read stderr up to the first newline: the "waiting for gdb" line.
+        let fd = errPipe.fileHandleForReading.fileDescriptor
+        var line = [UInt8]()
+        var byte: UInt8 = 0
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while line.last != UInt8(ascii: "\n") {
+            guard poll(&pfd, 1, 30_000) > 0, read(fd, &byte, 1) == 1 else { break }
+            line.append(byte)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        stderrText = text
+        guard let range = text.range(of: "gdbvmm: waiting for gdb on ") else {
+            process.terminate()
+            throw HarnessError(message: "gdbvmm did not announce its endpoint; stderr: \(text)")
+        }
+        endpoint = String(text[range.upperBound...]).trimmingCharacters(in: .whitespacesAndNewlines)
+        readers.enter()
+        let errHandle = errPipe.fileHandleForReading
+        let outHandle = outPipe.fileHandleForReading
+        nonisolated(unsafe) let me = self
+        DispatchQueue.global().async {
+            let rest = errHandle.readDataToEndOfFile()
+            me.stderrText += String(decoding: rest, as: UTF8.self)
+            me.readers.leave()
+        }
+        readers.enter()
+        DispatchQueue.global().async {
+            me.stdoutData = outHandle.readDataToEndOfFile()
+            me.readers.leave()
+        }
+    }
+
+    /// The `target remote` argument for gdb.
+    var gdbTarget: String {
+        if endpoint.hasPrefix("tcp:") { return String(endpoint.dropFirst(4)) }
+        if endpoint.hasPrefix("unix:") { return String(endpoint.dropFirst(5)) }
+        return endpoint
+    }
+
+    var port: UInt16? { endpoint.split(separator: ":").last.flatMap { UInt16($0) } }
+
+    /// Waits for gdbvmm to end (killing it after `timeout`); returns its exit status.
+    func wait(timeout: Double = 60) -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+            readers.wait()
+            return -1
+        }
+        process.waitUntilExit()
+        readers.wait()
+        return process.terminationStatus
+    }
+
+    var stdout: String { String(decoding: stdoutData, as: UTF8.self) }
+
+    deinit {
+        if process.isRunning { process.terminate() }
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}

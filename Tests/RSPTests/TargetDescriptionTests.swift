@@ -1,0 +1,80 @@
+import Foundation
+import Testing
+@testable import RSP
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+
+@Suite struct TargetDescriptionTests {
+    @Test func isWellFormedWithNumberedRegisters() throws {
+        let document = try XMLDocument(data: Data(TargetDescription.bytes))
+        let root = try #require(document.rootElement())
+        #expect(root.name == "target")
+        let architecture = try root.nodes(forXPath: "architecture").first?.stringValue
+        #expect(architecture == "i386:x86-64")
+        let features = try root.nodes(forXPath: "feature").compactMap { ($0 as? XMLElement)?.attribute(forName: "name")?.stringValue }
+        #expect(features == ["org.gnu.gdb.i386.core", "org.gnu.gdb.i386.sse", "org.gnu.gdb.i386.segments", "org.gnu.gdb.i386.sys"])
+        let regs = try root.nodes(forXPath: "feature/reg").compactMap { $0 as? XMLElement }
+        #expect(regs.count == 66)
+        for (n, reg) in regs.enumerated() {
+            #expect(reg.attribute(forName: "regnum")?.stringValue == "\(n)")
+            #expect(reg.attribute(forName: "name")?.stringValue == RegisterLayout.registers[n].name)
+            #expect(reg.attribute(forName: "bitsize")?.stringValue == "\(RegisterLayout.registers[n].bitSize)")
+        }
+        // Every non-builtin type a register uses is defined in the document.
+        let defined = Set(try root.nodes(forXPath: "feature/*[@id]").compactMap { ($0 as? XMLElement)?.attribute(forName: "id")?.stringValue })
+        let builtin: Set = ["int", "int32", "int64", "data_ptr", "code_ptr", "i387_ext"]
+        for reg in RegisterLayout.registers {
+            #expect(builtin.contains(reg.type) || defined.contains(reg.type), "\(reg.name): \(reg.type)")
+        }
+    }
+
+    @Test func windowsCoverTheDocument() {
+        let data = TargetDescription.bytes
+        var assembled: [UInt8] = []
+        var offset = 0
+        while true {
+            let reply = xferWindow(data, offset: offset, length: 100)
+            assembled += reply.dropFirst()
+            offset += reply.count - 1
+            if reply.first == UInt8(ascii: "l") { break }
+            #expect(reply.first == UInt8(ascii: "m") && reply.count == 101)
+        }
+        #expect(assembled == data)
+        #expect(xferWindow(data, offset: data.count, length: 10) == [UInt8(ascii: "l")])
+        #expect(xferWindow(data, offset: Int.max, length: Int.max) == [UInt8(ascii: "l")])
+        #expect(xferWindow(data, offset: data.count - 1, length: Int.max) == [UInt8(ascii: "l"), data[data.count - 1]])
+    }
+
+    /// The real gdb must load the description without a word of complaint and number the
+    /// registers as the `g` packet lays them out. Skipped when gdb is not installed.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/gdb")))
+    func realGDBAcceptsIt() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-rsp-\(getpid())-target.xml")
+        try Data(TargetDescription.bytes).write(to: path)
+        defer { try? FileManager.default.removeItem(at: path) }
+        let gdb = Process()
+        gdb.executableURL = URL(fileURLWithPath: "/usr/bin/gdb")
+        gdb.arguments = ["-nx", "-batch", "-ex", "set architecture i386:x86-64", "-ex", "set tdesc filename \(path.path)",
+                         "-ex", "maint print remote-registers"]
+        let out = Pipe(), err = Pipe()
+        gdb.standardOutput = out
+        gdb.standardError = err
+        try gdb.run()
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        gdb.waitUntilExit()
+        #expect(gdb.terminationStatus == 0)
+        #expect(stderr.isEmpty, "gdb complained: \(stderr)")
+        // Columns: Name Nr Rel Offset Size Type Rmt-Nr g/G-Offset.
+        var seen: [String: (Int, Int)] = [:]
+        for line in stdout.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            if f.count == 8, let remote = Int(f[6]), let offset = Int(f[7]) { seen[String(f[0])] = (remote, offset) }
+        }
+        for (n, reg) in RegisterLayout.registers.enumerated() {
+            let entry = seen[reg.name]
+            #expect(entry?.0 == n && entry?.1 == RegisterLayout.offsets[n], "\(reg.name): \(String(describing: entry))")
+        }
+    }
+}
