@@ -1,5 +1,6 @@
 #include "ckvm.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -35,6 +36,9 @@ const unsigned long CKVM_SET_REGS = KVM_SET_REGS;
 const unsigned long CKVM_GET_SREGS = KVM_GET_SREGS;
 const unsigned long CKVM_SET_SREGS = KVM_SET_SREGS;
 const unsigned long CKVM_GET_FPU = KVM_GET_FPU;
+const unsigned long CKVM_GET_XSAVE = KVM_GET_XSAVE;
+const unsigned long CKVM_SET_XSAVE = KVM_SET_XSAVE;
+const unsigned long CKVM_GET_XSAVE2 = KVM_GET_XSAVE2;
 const unsigned long CKVM_SET_FPU = KVM_SET_FPU;
 const unsigned long CKVM_GET_MSRS = KVM_GET_MSRS;
 const unsigned long CKVM_SET_MSRS = KVM_SET_MSRS;
@@ -58,6 +62,12 @@ int ckvm_install_kick_handler(int signo) {
     sa.sa_handler = ckvm_kick;
     sigemptyset(&sa.sa_mask);
     return sigaction(signo, &sa, NULL);
+}
+
+int ckvm_unblock_all_signals(void) {
+    sigset_t none;
+    sigemptyset(&none);
+    return pthread_sigmask(SIG_SETMASK, &none, NULL);
 }
 
 int ckvm_kick_signal(void) { return SIGRTMIN; }

@@ -59,7 +59,14 @@ final class Controller {
         if finalStatus != nil { return }
         var i = 1
         if let listener {
-            if fds[i].revents != 0, let incoming = listener.accept() { accepted(incoming) }
+            if fds[i].revents != 0, let fd = listener.acceptDescriptor() {
+                if session != nil {
+                    // One gdb at a time; the first session is untouched.
+                    refuseConnection(fd, message: "gdbvmm is already serving another gdb; detach that one first")
+                } else {
+                    attach(Connection(readFD: fd, writeFD: fd, ownsFDs: true))
+                }
+            }
             i += 1
         }
         if let connection, i < fds.count, fds[i].revents != 0, connection.readFD == fds[i].fd {
@@ -69,22 +76,6 @@ final class Controller {
                 disconnected()
             }
         }
-    }
-
-    private func accepted(_ incoming: Connection) {
-        if session != nil {
-            // One gdb at a time: tell the newcomer why, in a packet gdb prints.
-            incoming.send(Array("$E.gdbvmm is already serving another gdb; detach it first#".utf8)
-                          + checksumHex("E.gdbvmm is already serving another gdb; detach it first"))
-            incoming.close()
-            return
-        }
-        attach(incoming)
-    }
-
-    private func checksumHex(_ payload: String) -> [UInt8] {
-        let sum = payload.utf8.reduce(UInt8(0)) { $0 &+ $1 }
-        return Array(String(format: "%02x", sum).utf8)
     }
 
     /// A gdb arrived: stop the guest (all-stop) and start a session on the stopped state.

@@ -2,11 +2,12 @@ import CKVM
 import KVMRunLoop
 import RSP
 
-/// Everything the register file is assembled from: two synced structures, the FPU, one MSR.
+/// Everything the register file is assembled from: two synced structures, the XSAVE image
+/// (x87, SSE, MXCSR), one MSR.
 struct CPUState: Equatable {
     var regs: kvm_regs
     var sregs: kvm_sregs
-    var fpu: kvm_fpu
+    var xsave: [UInt8]
     var kernelGSBase: UInt64
 
     static let kernelGSBaseMSR: UInt32 = 0xC000_0102
@@ -14,7 +15,7 @@ struct CPUState: Equatable {
     init(vcpu: VCPU) throws(SystemError) {
         regs = try vcpu.getRegs()
         sregs = try vcpu.getSregs()
-        fpu = try vcpu.getFPU()
+        xsave = try vcpu.getXSave()
         kernelGSBase = try vcpu.getMSRs([CPUState.kernelGSBaseMSR])[CPUState.kernelGSBaseMSR] ?? 0
     }
 
@@ -22,12 +23,17 @@ struct CPUState: Equatable {
     func write(to vcpu: VCPU, old: CPUState) throws(SystemError) {
         if !bytesEqual(regs, old.regs) { try vcpu.setRegs(regs) }
         if !bytesEqual(sregs, old.sregs) { try vcpu.setSregs(sregs) }
-        if !bytesEqual(fpu, old.fpu) { try vcpu.setFPU(fpu) }
+        if xsave != old.xsave {
+            var image = xsave
+            // XSTATE_BV: mark x87 and SSE state present, or KVM restores their init state.
+            image[512] |= 0x3
+            try vcpu.setXSave(image)
+        }
         if kernelGSBase != old.kernelGSBase { try vcpu.setMSRs([(CPUState.kernelGSBaseMSR, kernelGSBase)]) }
     }
 
     static func == (a: CPUState, b: CPUState) -> Bool {
-        bytesEqual(a.regs, b.regs) && bytesEqual(a.sregs, b.sregs) && bytesEqual(a.fpu, b.fpu)
+        bytesEqual(a.regs, b.regs) && bytesEqual(a.sregs, b.sregs) && a.xsave == b.xsave
             && a.kernelGSBase == b.kernelGSBase
     }
 
@@ -49,14 +55,17 @@ struct CPUState: Equatable {
         r.cr4 = sregs.cr4
         r.cr8 = sregs.cr8
         r.efer = sregs.efer
-        let st = withUnsafeBytes(of: fpu.fpr) { raw in (0..<8).map { Array(raw[($0 * 16)..<($0 * 16 + 10)]) } }
+        // FXSAVE layout: fcw 0, fsw 2, abridged ftw 4, fop 6, fip 8, fdp 16, mxcsr 24,
+        // st(i) at 32 + 16i, xmm(i) at 160 + 16i.
+        let st = (0..<8).map { Array(xsave[(32 + $0 * 16)..<(32 + $0 * 16 + 10)]) }
         r.st = st
-        let top = Int(fpu.fsw >> 11) & 7
-        r.x87Control = [UInt32(fpu.fcw), UInt32(fpu.fsw), UInt32(CPUState.fullTagWord(abridged: fpu.ftwx, st: st, top: top)),
-                        0, UInt32(truncatingIfNeeded: fpu.last_ip), 0, UInt32(truncatingIfNeeded: fpu.last_dp),
-                        UInt32(fpu.last_opcode)]
-        r.xmm = withUnsafeBytes(of: fpu.xmm) { raw in (0..<16).map { Array(raw[($0 * 16)..<($0 * 16 + 16)]) } }
-        r.mxcsr = fpu.mxcsr
+        let fsw = UInt32(le(16, at: 2))
+        let top = Int(fsw >> 11) & 7
+        r.x87Control = [UInt32(le(16, at: 0)), fsw,
+                        UInt32(CPUState.fullTagWord(abridged: xsave[4], st: st, top: top)),
+                        0, UInt32(le(32, at: 8)), 0, UInt32(le(32, at: 16)), UInt32(le(16, at: 6))]
+        r.xmm = (0..<16).map { Array(xsave[(160 + $0 * 16)..<(160 + $0 * 16 + 16)]) }
+        r.mxcsr = UInt32(le(32, at: 24))
         return r
     }
 
@@ -86,19 +95,26 @@ struct CPUState: Equatable {
         sregs.cr4 = r.cr4
         sregs.cr8 = r.cr8
         sregs.efer = r.efer
-        withUnsafeMutableBytes(of: &fpu.fpr) { raw in
-            for i in 0..<8 { for b in 0..<10 { raw[i * 16 + b] = r.st[i][b] } }
-        }
-        fpu.fcw = UInt16(truncatingIfNeeded: r.x87Control[0])
-        fpu.fsw = UInt16(truncatingIfNeeded: r.x87Control[1])
-        fpu.ftwx = CPUState.abridgedTag(full: UInt16(truncatingIfNeeded: r.x87Control[2]))
-        fpu.last_ip = UInt64(r.x87Control[4])
-        fpu.last_dp = UInt64(r.x87Control[6])
-        fpu.last_opcode = UInt16(truncatingIfNeeded: r.x87Control[7])
-        withUnsafeMutableBytes(of: &fpu.xmm) { raw in
-            for i in 0..<16 { for b in 0..<16 { raw[i * 16 + b] = r.xmm[i][b] } }
-        }
-        fpu.mxcsr = r.mxcsr
+        for i in 0..<8 { for b in 0..<10 { xsave[32 + i * 16 + b] = r.st[i][b] } }
+        setLE(UInt64(r.x87Control[0]), bits: 16, at: 0)
+        setLE(UInt64(r.x87Control[1]), bits: 16, at: 2)
+        xsave[4] = CPUState.abridgedTag(full: UInt16(truncatingIfNeeded: r.x87Control[2]))
+        // Only the low 32 bits of the instruction/data pointers are in gdb's view; keep the rest.
+        if UInt32(le(32, at: 8)) != r.x87Control[4] { setLE(UInt64(r.x87Control[4]), bits: 32, at: 8) }
+        if UInt32(le(32, at: 16)) != r.x87Control[6] { setLE(UInt64(r.x87Control[6]), bits: 32, at: 16) }
+        setLE(UInt64(r.x87Control[7]), bits: 16, at: 6)
+        for i in 0..<16 { for b in 0..<16 { xsave[160 + i * 16 + b] = r.xmm[i][b] } }
+        setLE(UInt64(r.mxcsr), bits: 32, at: 24)
+    }
+
+    private func le(_ bits: Int, at offset: Int) -> UInt64 {
+        var value: UInt64 = 0
+        for i in 0..<(bits / 8) { value |= UInt64(xsave[offset + i]) << (8 * UInt64(i)) }
+        return value
+    }
+
+    private mutating func setLE(_ value: UInt64, bits: Int, at offset: Int) {
+        for i in 0..<(bits / 8) { xsave[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(i))) }
     }
 
     /// FXSAVE keeps one "not empty" bit per physical register; gdb shows the full x87 tag word

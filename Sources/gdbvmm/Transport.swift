@@ -1,3 +1,5 @@
+import Dispatch
+import Foundation
 import Glibc
 
 /// A gdb connection: a socket, or stdin/stdout for `target remote | gdbvmm --gdb stdio`.
@@ -131,6 +133,11 @@ final class Listener {
     }
 
     func accept() -> Connection? {
+        guard let client = acceptDescriptor() else { return nil }
+        return Connection(readFD: client, writeFD: client, ownsFDs: true)
+    }
+
+    func acceptDescriptor() -> Int32? {
         let client = Glibc.accept(fd, nil, nil)
         guard client >= 0 else { return nil }
         _ = fcntl(client, F_SETFD, FD_CLOEXEC)
@@ -139,6 +146,32 @@ final class Listener {
             var one: Int32 = 1
             setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         }
-        return Connection(readFD: client, writeFD: client, ownsFDs: true)
+        return client
+    }
+}
+
+/// Turns away a second gdb on its own thread: wait for its first packet, answer it with an error
+/// gdb prints, and close politely (closing with unread data would reset the connection and gdb
+/// would only say "Connection reset by peer").
+func refuseConnection(_ fd: Int32, message: String) {
+    DispatchQueue.global().async {
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var seen: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        // Read up to the end of the first packet: '#' and two checksum digits.
+        while seen.count < 65536 {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            seen += buffer[0..<n]
+            if let hash = seen.lastIndex(of: UInt8(ascii: "#")), seen.count >= hash + 3 { break }
+        }
+        let payload = "E." + message
+        let sum = payload.utf8.reduce(UInt8(0)) { $0 &+ $1 }
+        let reply = Array("+$\(payload)#".utf8) + Array(String(format: "%02x", sum).utf8)
+        _ = reply.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        shutdown(fd, Int32(SHUT_WR))
+        while buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) > 0 {}
+        close(fd)
     }
 }

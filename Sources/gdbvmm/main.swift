@@ -1,7 +1,12 @@
+import CKVM
 import Foundation
 import Glibc
 
 // gdbvmm: boot a guest on KVM and serve gdb. Exit statuses are documented in `usage`.
+
+// We may have been spawned with signals blocked (by a thread that blocks them); SIGINT, SIGTERM
+// and the vCPU kick must work.
+_ = ckvm_unblock_all_signals()
 signal(SIGPIPE, SIG_IGN)
 
 let options: Options

@@ -196,7 +196,7 @@ struct GDBSessionTests {
             continue
             detach
             """)
-        expectInOrder(o.gdb.output, ["Breakpoint 1, compute", "Detaching from program"])
+        expectInOrder(o.gdb.output, ["Breakpoint 1, compute", "[Inferior 1 (Remote target) detached]"])
         #expect(o.vmmStatus == 33, "stderr: \(o.vmmStderr)")
         #expect(o.vmmStdout.contains("demo guest done"))
     }
@@ -212,8 +212,9 @@ struct GDBSessionTests {
             delete
             continue
             """, symbols: guest)
-        expectInOrder(r.output, ["Breakpoint 1, square (x=5)", "$1 = 5", "gdbvmm demo guest",
-                                 "exited with code 041"])
+        expectInOrder(r.output, ["Breakpoint 1, square (x=5)", "$1 = 5", "exited with code 041"])
+        // With --gdb stdio the guest's serial output goes to stderr, which gdb passes through.
+        #expect(r.output.contains("gdbvmm demo guest"))
     }
 
     @Test("a guest crash is a stop gdb can inspect (SIGSEGV for a triple fault)")
@@ -243,8 +244,9 @@ struct GDBSessionTests {
             continue
             """, symbols: guest)
         let status = vmm.wait()
-        expectInOrder(first.output, ["Breakpoint 1, compute (n=5)", "already serving another gdb",
-                                     "$1 = 5", "exited with code 041"])
+        expectInOrder(first.stdout, ["Breakpoint 1, compute (n=5)", "$1 = 5", "exited with code 041"])
+        // The second gdb (run from the first one's `shell`) prints the refusal as a warning.
+        #expect(first.stderr.contains("Remote failure reply: E.gdbvmm is already serving another gdb"))
         #expect(status == 33)
     }
 

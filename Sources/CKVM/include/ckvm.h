@@ -33,6 +33,9 @@ extern const unsigned long CKVM_SET_REGS;
 extern const unsigned long CKVM_GET_SREGS;
 extern const unsigned long CKVM_SET_SREGS;
 extern const unsigned long CKVM_GET_FPU;
+extern const unsigned long CKVM_GET_XSAVE;
+extern const unsigned long CKVM_SET_XSAVE;
+extern const unsigned long CKVM_GET_XSAVE2;
 extern const unsigned long CKVM_SET_FPU;
 extern const unsigned long CKVM_GET_MSRS;
 extern const unsigned long CKVM_SET_MSRS;
@@ -51,6 +54,9 @@ extern const unsigned long CKVM_SET_LAPIC;
 // Installs a handler that does nothing for `signo` (without SA_RESTART), so that a
 // pthread_kill of a vCPU thread makes KVM_RUN return EINTR. Returns 0 or -1 with errno.
 int ckvm_install_kick_handler(int signo);
+// Unblocks every signal in the calling thread. A process spawned by a thread that blocks
+// signals (a Dispatch worker, say) inherits that mask; a blocked kick would never arrive.
+int ckvm_unblock_all_signals(void);
 // SIGRTMIN is a function call in glibc, not a constant.
 int ckvm_kick_signal(void);
 

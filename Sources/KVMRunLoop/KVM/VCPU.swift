@@ -153,6 +153,23 @@ public final class VCPU: @unchecked Sendable {
         try sys("KVM_SET_FPU") { ckvm_ioctl_ptr(fd, CKVM_SET_FPU, &fpu) }
     }
 
+    /// The XSAVE image (the first 512 bytes are FXSAVE format). Preferred over KVM_GET_FPU,
+    /// which on some hosts reports MXCSR as 0 whatever the guest's value.
+    public func getXSave() throws(SystemError) -> [UInt8] {
+        let size = max(4096, Int(vm.kvm.capability(KVM_CAP_XSAVE2)))
+        var buffer = [UInt8](repeating: 0, count: size)
+        let request = size > 4096 ? CKVM_GET_XSAVE2 : CKVM_GET_XSAVE
+        let fd = self.fd
+        try sys("KVM_GET_XSAVE") { buffer.withUnsafeMutableBytes { ckvm_ioctl_ptr(fd, request, $0.baseAddress) } }
+        return buffer
+    }
+
+    public func setXSave(_ image: [UInt8]) throws(SystemError) {
+        var buffer = image
+        let fd = self.fd
+        try sys("KVM_SET_XSAVE") { buffer.withUnsafeMutableBytes { ckvm_ioctl_ptr(fd, CKVM_SET_XSAVE, $0.baseAddress) } }
+    }
+
     public func getMSRs(_ indices: [UInt32]) throws(SystemError) -> [UInt32: UInt64] {
         guard let buffer = ckvm_msrs_alloc(UInt32(indices.count)) else {
             throw SystemError("allocating an MSR buffer", errno: ENOMEM)

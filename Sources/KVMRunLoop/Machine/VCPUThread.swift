@@ -84,6 +84,7 @@ final class VCPUThread: @unchecked Sendable {
     }
 
     private func main() {
+        _ = ckvm_unblock_all_signals()
         cond.lock()
         thread = pthread_self()
         cond.broadcast()
