@@ -53,8 +53,14 @@ final class Controller {
         var fds = [pollfd(fd: machine.stops.eventFD, events: Int16(POLLIN), revents: 0)]
         if let listener { fds.append(pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0)) }
         if let connection { fds.append(pollfd(fd: connection.readFD, events: Int16(POLLIN), revents: 0)) }
-        let n = poll(&fds, nfds_t(fds.count), -1)
+        // With the in-kernel irqchip HLT never reaches us: look for an all-halted guest now and then.
+        let probing = machine.hasIRQChip && !machine.allParked && (session == nil || session?.isRunning == true)
+        let n = poll(&fds, nfds_t(fds.count), probing ? 200 : -1)
         if n < 0 { return }
+        if n == 0 {
+            if probing && machine.probeAllHalted() { allHaltedWhileRunning() }
+            return
+        }
         if fds[0].revents != 0 { handleStops() }
         if finalStatus != nil { return }
         var i = 1
@@ -175,6 +181,13 @@ final class Controller {
         }
         currentVCPU = vcpu
         deliver(event(for: stop, vcpu: vcpu))
+    }
+
+    /// Every vCPU sits in HLT with interrupts off: the guest is done (status 0).
+    private func allHaltedWhileRunning() {
+        machine.pauseAll()
+        _ = machine.stops.drain()
+        if session != nil { finishAttached(status: 0) } else { finalStatus = 0 }
     }
 
     private var allHalted: Bool {
@@ -301,6 +314,12 @@ final class Controller {
             try? machine.reset()
             return
         }
+        finalStatus = crashed ? 4 : 0
+    }
+
+    /// `monitor quit`: end the VM and gdbvmm, extended-remote or not.
+    func quitVM() {
+        let crashed = machine.status.contains(where: { if case .crashed = $0 { return true }; return false })
         finalStatus = crashed ? 4 : 0
     }
 

@@ -49,7 +49,7 @@ extension Controller {
             machine.statistics.reset()
             return "exit counters cleared\n"
         case ("quit", _), ("q", _):
-            kill()
+            quitVM()
             return "ending the VM\n"
         default:
             return "unknown monitor command '\(line)'\n\n" + Controller.monitorHelp

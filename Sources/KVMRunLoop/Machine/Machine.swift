@@ -192,6 +192,26 @@ public final class Machine: @unchecked Sendable {
         for thread in threads { thread.waitUntilParked() }
     }
 
+    /// True when every vCPU that is running sits in HLT with interrupts off (or waits for a
+    /// SIPI), and the parked ones are halted too: nothing can ever wake the guest. Only needed
+    /// with the in-kernel irqchip, which keeps HLT from reaching us.
+    public func probeAllHalted() -> Bool {
+        var anyHalted = false
+        for (index, thread) in threads.enumerated() {
+            if thread.isParked {
+                switch status[index] {
+                case .halted: anyHalted = true
+                case .waitingForSIPI: break
+                case .runnable, .crashed: return false
+                }
+                continue
+            }
+            guard let halted = thread.probeHalted(), halted else { return false }
+            if index == 0 || status[index] != .waitingForSIPI { anyHalted = true }
+        }
+        return anyHalted
+    }
+
     public var allParked: Bool { threads.allSatisfy(\.isParked) }
 
     public func isParked(_ index: Int) -> Bool { threads[index].isParked }
@@ -259,6 +279,27 @@ public final class Machine: @unchecked Sendable {
             return stop
         }
         return nil
+    }
+
+    /// The memory reads of the instruction at the vCPU's RIP, decoded (empty if unknown).
+    func decodedReads(vcpu: VCPU) throws -> [MemoryAccess] {
+        let regs = try vcpu.getRegs()
+        let sregs = try vcpu.getSregs()
+        let paging = PagingState(cr0: sregs.cr0, cr3: sregs.cr3, cr4: sregs.cr4, efer: sregs.efer)
+        var bytes: [UInt8] = []
+        let start = sregs.cs.base &+ regs.rip
+        for i in 0..<15 {
+            guard let t = PageWalker.translate(start &+ UInt64(i), paging: paging, memory: ram),
+                  let b = try? ram.read(at: t.physical, count: 1).first else { break }
+            bytes.append(breakpoints.original(atPhysical: t.physical) ?? b)
+        }
+        let mode: DecodeMode = sregs.cs.l != 0 ? .long64 : (sregs.cs.db != 0 ? .protected32 : .real16)
+        let gpr = [regs.rax, regs.rcx, regs.rdx, regs.rbx, regs.rsp, regs.rbp, regs.rsi, regs.rdi,
+                   regs.r8, regs.r9, regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15]
+        let bases = [sregs.es.base, sregs.cs.base, sregs.ss.base, sregs.ds.base, sregs.fs.base, sregs.gs.base]
+        let decoded = InstructionDecoder.decode(bytes, mode: mode, registers: DecodeRegisters(
+            gpr: gpr, rip: regs.rip, segmentBases: bases, rflagsDF: regs.rflags & (1 << 10) != 0))
+        return decoded?.accesses.filter(\.isRead) ?? []
     }
 
     func isPlantedBreakpoint(vcpu: VCPU, linear: UInt64) throws -> Bool {

@@ -28,6 +28,9 @@ final class VCPUThread: @unchecked Sendable {
     private var command: RunCommand?
     private var parked = true
     private var stopRequested = false
+    private var probeRequested = false
+    /// The answer to the last probe: halted with interrupts off (nothing can wake it).
+    private var probeAnswer: Bool?
     private var thread: pthread_t?
 
     init(vcpu: VCPU, machine: Machine) {
@@ -69,6 +72,41 @@ final class VCPUThread: @unchecked Sendable {
         stopRequested = true
         vcpu.requestImmediateExit()
         if let thread { pthread_kill(thread, ckvm_kick_signal()) }
+    }
+
+    /// With an in-kernel irqchip HLT never leaves KVM, so the controller asks now and then:
+    /// the vCPU is kicked, looks at its own mp_state and IF, and runs on. Returns nil if the
+    /// vCPU is parked (its status is known) or did not answer within a second.
+    func probeHalted() -> Bool? {
+        cond.lock()
+        defer { cond.unlock() }
+        guard !parked else { return nil }
+        probeRequested = true
+        probeAnswer = nil
+        vcpu.requestImmediateExit()
+        if let thread { pthread_kill(thread, ckvm_kick_signal()) }
+        let deadline = Date().addingTimeInterval(1)
+        while probeAnswer == nil && !parked {
+            if !cond.wait(until: deadline) { break }
+        }
+        return probeAnswer
+    }
+
+    private func answerProbeIfAsked() {
+        cond.lock()
+        let asked = probeRequested
+        probeRequested = false
+        cond.unlock()
+        guard asked else { return }
+        var halted = false
+        if let state = try? vcpu.getMPState(), let regs = try? vcpu.getRegs() {
+            let waiting = state == UInt32(KVM_MP_STATE_UNINITIALIZED) || state == UInt32(KVM_MP_STATE_INIT_RECEIVED)
+            halted = waiting || (state == UInt32(KVM_MP_STATE_HALTED) && regs.rflags & (1 << 9) == 0)
+        }
+        cond.lock()
+        probeAnswer = halted
+        cond.broadcast()
+        cond.unlock()
     }
 
     func waitUntilParked() {
@@ -120,6 +158,55 @@ final class VCPUThread: @unchecked Sendable {
         } catch {
             return .crash(Crash(.internalError, "vCPU \(vcpu.index): \(error)"))
         }
+    }
+
+    /// The watchpoint fallback: decode the instruction KVM could not emulate (to see what it
+    /// reads), snapshot the watched bytes (to see what it writes), lift the traps, single-step
+    /// it, and put the traps back. Returns a watchpoint hit, or a stop that ended the step.
+    private func stepThroughTrappedPage(_ cmd: RunCommand) throws -> VCPUStop? {
+        let watches = machine.watches
+        let reads = try machine.decodedReads(vcpu: vcpu)
+        let before = watches.watchedBytes()
+        try watches.setLifted(true)
+        defer { try? watches.setLifted(false) }
+        try vcpu.setGuestDebug(flags: debugFlags(cmd, stepping: true, hardware: false), debugRegs: cmd.debugRegs)
+        defer { try? vcpu.setGuestDebug(flags: debugFlags(cmd, stepping: cmd.mode == .step, hardware: true),
+                                         debugRegs: cmd.debugRegs) }
+        stepping: while true {
+            let exit = try vcpu.runOnce()
+            switch exit {
+            case .io(let access):
+                if let stop = machine.handleIO(access, data: vcpu.ioData(access)) { return stop }
+            case let .mmio(address, length, isWrite, data):
+                _ = try machine.handleMMIO(vcpu: vcpu, address: address, length: length, isWrite: isWrite, data: data)
+            case .debug:
+                break stepping
+            case .interrupted, .other:
+                continue
+            case .internalError(let sub, _):
+                let rip = (try? vcpu.getRegs().rip) ?? 0
+                return .crash(Crash(.emulationFailure,
+                                    "KVM could not emulate the instruction at rip 0x\(String(rip, radix: 16)) (suberror \(sub))"))
+            case .shutdown:
+                return .crash(Crash(.tripleFault, "triple fault (KVM_EXIT_SHUTDOWN)"))
+            case .hlt:
+                return .halted
+            case .failEntry, .systemEvent:
+                return .crash(Crash(.entryFailure, "KVM could not enter the guest while stepping past a watched page"))
+            }
+        }
+        for (watch, old) in before {
+            let now = watch.pieces.flatMap { (try? machine.ram.read(at: $0.physical, count: $0.length)) ?? [] }
+            if let i = old.indices.first(where: { $0 < now.count && old[$0] != now[$0] }) {
+                return .watchpoint(watch.kind == .access ? .access : .write, address: watch.virtual + UInt64(i))
+            }
+        }
+        for access in reads {
+            if let (kind, virtual) = watches.hitVirtual(address: access.address, length: access.size, reads: true) {
+                return .watchpoint(kind, address: virtual)
+            }
+        }
+        return nil
     }
 
     private func runLoop(_ cmd: RunCommand) throws -> VCPUStop {
@@ -186,6 +273,13 @@ final class VCPUThread: @unchecked Sendable {
                     if try machine.isPlantedBreakpoint(vcpu: vcpu, linear: sregs.cs.base &+ regs.rip) {
                         return .softwareBreakpoint
                     }
+                    // KVM cannot fetch code (or walk page tables) from a page we trapped for a
+                    // watchpoint: run that one instruction with the traps lifted.
+                    if !machine.watches.isEmpty {
+                        if let stop = try stepThroughTrappedPage(cmd) { return stop }
+                        if cmd.mode == .step { return .stepped }
+                        continue
+                    }
                     return .crash(Crash(.emulationFailure,
                                         "KVM could not emulate the instruction at rip 0x\(String(regs.rip, radix: 16))"))
                 }
@@ -195,6 +289,7 @@ final class VCPUThread: @unchecked Sendable {
                 if type == UInt32(KVM_SYSTEM_EVENT_SHUTDOWN) { return .exit(status: 0) }
                 return .crash(Crash(.reset, "the guest asked for a system reset (event \(type))"))
             case .interrupted:
+                answerProbeIfAsked()
                 continue
             case .other(let reason):
                 // IRQ-window and similar exits need nothing from us: re-enter.

@@ -17,6 +17,8 @@ final class WatchTraps: @unchecked Sendable {
     private let ram: GuestRAM
     private weak var vm: VirtualMachine?
     private let lock = NSLock()
+    /// Held across a whole slot rebuild: the controller and a vCPU's fallback step may both do one.
+    private let slotLock = NSLock()
     private var watches: [Watch] = []
     private var installed: [Slot] = []
     /// Pages whose trap is lifted for one fallback single-step.
@@ -101,6 +103,8 @@ final class WatchTraps: @unchecked Sendable {
     /// Brings KVM's memory slots in line with the watches; called before vCPUs resume, so that
     /// gdb's remove-all-on-stop / insert-all-on-resume habit costs no slot changes.
     func apply() throws(SystemError) {
+        slotLock.lock()
+        defer { slotLock.unlock() }
         lock.lock()
         let wanted = lifted ? [Slot(start: 0, size: ram.size, readOnly: false)] : desiredLayout(pageModes())
         let current = installed
@@ -156,6 +160,18 @@ final class WatchTraps: @unchecked Sendable {
                 let hi = min(piece.physical + UInt64(piece.length), physical + UInt64(length))
                 if lo < hi { return (watch.kind, piece.virtual + (lo - piece.physical)) }
             }
+        }
+        return nil
+    }
+
+    /// Like `hit`, for a guest-virtual range and read accesses only (the fallback step's view).
+    func hitVirtual(address: UInt64, length: Int, reads: Bool) -> (WatchKind, UInt64)? {
+        lock.lock()
+        defer { lock.unlock() }
+        for watch in watches where watch.kind == .read || watch.kind == .access {
+            let lo = max(watch.virtual, address)
+            let hi = min(watch.virtual &+ UInt64(watch.length), address &+ UInt64(length))
+            if lo < hi { return (watch.kind, lo) }
         }
         return nil
     }

@@ -1,0 +1,157 @@
+import Foundation
+import Glibc
+import Testing
+
+/// `monitor` commands, extended-remote, reconnecting after a lost gdb, PVH boot.
+@Suite("monitor and sessions", .serialized, .enabled(if: Harness.hasKVM && Harness.hasGDB, "needs /dev/kvm and gdb"))
+struct MonitorAndSessionTests {
+    @Test("every monitor command")
+    func monitorCommands() throws {
+        let o = try debugSession("demo-elf64", """
+            break compute
+            continue
+            monitor help
+            monitor info exits
+            monitor info registers
+            monitor info mem
+            monitor info cpus
+            monitor xp /2g 0x1000
+            monitor xp 0x100000 4
+            monitor phys on
+            x/2xb 0x100000
+            monitor phys off
+            monitor bogus
+            monitor exits reset
+            monitor system_reset
+            maintenance flush register-cache
+            print $pc
+            continue
+            bt 1
+            monitor quit
+            """)
+        // gdb prints monitor output on stderr, everything else on stdout.
+        expectInOrder(o.gdb.stdout, [
+            "Breakpoint 1, compute", "0x100000 <_start>:\t0x31\t0xed",
+            "$1 = (void (*)()) 0x100000 <_start>", "Breakpoint 1, compute", "#0  compute",
+        ])
+        expectInOrder(o.gdb.stderr, [
+            "gdbvmm monitor commands:", "info exits",
+            "vCPU 0:", "reason", "IO out port 0x3f8", "IO in port 0x3fd",
+            "dr7", "msr EFER (0xc0000080)", "0x0000000000000500", "APIC_BASE",
+            "cs  sel 0x0008", "gdt base 0x0000000000000500", "mp_state runnable",
+            "cr3 0x0000000000001000", "virtual start", "0x0000000000000000   0x0000000040000000   0x0000000000000000", "rwx",
+            "* vCPU 0 (thread 1): running, rip 0x0000000000100120",
+            "0x0000000000001000: 0x00000000000020",
+            "0x0000000000100000: 0x31 0xed",
+            "guest-physical addresses", "guest-virtual addresses",
+            "unknown monitor command 'bogus'", "gdbvmm monitor commands:",
+            "exit counters cleared",
+            "back at its entry point",
+            "ending the VM",
+        ])
+        #expect(o.vmmStatus == 0, "monitor quit ends the VM with status 0")
+    }
+
+    @Test("extended-remote: run, kill and run again without restarting gdbvmm")
+    func extendedRemote() throws {
+        let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", Harness.guest("demo-elf64")])
+        let r = Harness.gdb("""
+            target extended-remote \(vmm.gdbTarget)
+            break compute
+            continue
+            kill
+            run
+            print n
+            continue
+            run
+            info threads
+            kill
+            monitor quit
+            """, symbols: Harness.guest("demo-elf64"))
+        let status = vmm.wait()
+        expectInOrder(r.output, ["Breakpoint 1, compute (n=5)", "[Inferior 1 (Remote target) killed]",
+                                 "Breakpoint 1, compute (n=5)", "$1 = 5", "exited with code 041",
+                                 "Breakpoint 1, compute (n=5)", "vCPU 0", "killed"])
+        #expect(status == 0)
+        // The guest ran three times in one gdbvmm.
+        #expect(vmm.stdout.components(separatedBy: "gdbvmm demo guest").count - 1 == 3)
+    }
+
+    @Test("gdb killed while the guest runs: breakpoints go, the guest pauses, a new gdb continues it")
+    func reconnectAfterLostGDB() throws {
+        let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", Harness.guest("demo-elf64")])
+        let guest = Harness.guest("demo-elf64")
+        let script = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-lost-\(UUID().uuidString).gdb")
+        try """
+            set pagination off
+            target remote \(vmm.gdbTarget)
+            break spin
+            continue
+            set var spin_forever = 1
+            break checksum
+            continue
+            """.write(to: script, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: script) }
+        let first = Process()
+        first.executableURL = URL(fileURLWithPath: Harness.gdbPath ?? "/usr/bin/gdb")
+        first.arguments = ["-nx", "-batch", "-x", script.path, guest]
+        first.standardOutput = FileHandle.nullDevice
+        first.standardError = FileHandle.nullDevice
+        try first.run()
+        // Let it reach spin() and continue; then gdb dies without a word.
+        Thread.sleep(forTimeInterval: 2.0)
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+
+        let second = Harness.gdb("""
+            target remote \(vmm.gdbTarget)
+            bt 1
+            print counter > 0
+            set var spin_forever = 0
+            continue
+            """, symbols: guest)
+        let status = vmm.wait()
+        // checksum's breakpoint, planted by the first gdb, is gone: the guest runs to its end.
+        expectInOrder(second.output, ["in spin", "$1 = 1", "exited with code 041"])
+        #expect(status == 33, "stderr: \(vmm.stderrText)")
+    }
+
+    @Test("detach, then a new gdb attaches to the guest that ran on")
+    func reattachAfterDetach() throws {
+        let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", Harness.guest("smp")])
+        let guest = Harness.guest("smp")
+        let first = Harness.gdb("""
+            target remote \(vmm.gdbTarget)
+            break cpu_work
+            continue
+            detach
+            """, symbols: guest)
+        let second = Harness.gdb("""
+            target remote \(vmm.gdbTarget)
+            print ticks[0] > 1000
+            set var stop_all = 1
+            continue
+            """, symbols: guest)
+        let status = vmm.wait()
+        expectInOrder(first.output, ["Breakpoint 1, cpu_work (cpu=0)", "detached"])
+        expectInOrder(second.output, ["$1 = 1", "exited with code 03"])
+        #expect(status == 3)
+    }
+
+    @Test("PVH guest: entered with hvm_start_info, debuggable at source level")
+    func pvh() throws {
+        let plain = Harness.run([Harness.binary, "--cmdline", "root=/dev/null quiet", Harness.guest("pvh")])
+        #expect(plain.stdout.contains("pvh guest: start_info magic ok, cmdline: root=/dev/null quiet"))
+        #expect(plain.status == 33)
+        // pvh64 is an ELF64 image with the PVH note and a 32-bit entry, like Linux's vmlinux.
+        let o = try debugSession("pvh64", """
+            break pvh_main
+            continue
+            print/x start_info->magic
+            print start_info->memmap_entries > 0
+            continue
+            """, vmmArguments: ["--cmdline", "hi"])
+        expectInOrder(o.gdb.output, ["Breakpoint 1, pvh_main", "$1 = 0x336ec578", "$2 = 1", "exited with code 041"])
+        #expect(o.vmmStatus == 33)
+    }
+}
