@@ -24,6 +24,9 @@ extension Controller: Target {
 
     func readRegisters(thread: ThreadID) throws(TargetError) -> X86_64Registers {
         let index = try vcpuIndex(thread)
+        // gdb reads the registers of the thread it selected: monitor commands and breakpoint
+        // translation follow that choice.
+        currentVCPU = index
         do {
             return try CPUState(vcpu: machine.vcpu(index)).registers
         } catch {

@@ -61,7 +61,8 @@ extension Controller {
         for (vcpu, table) in machine.statistics.snapshot().enumerated() {
             text += "vCPU \(vcpu): \(vcpuCountText(table)) exits\n"
             text += "  reason                         count      total ms    avg us\n"
-            for (reason, entry) in table.sorted(by: { $0.value.count > $1.value.count }) {
+            let rows = table.sorted { $0.value.count != $1.value.count ? $0.value.count > $1.value.count : $0.key < $1.key }
+            for (reason, entry) in rows {
                 let ms = Double(entry.nanoseconds) / 1e6
                 let avg = entry.count == 0 ? 0 : Double(entry.nanoseconds) / Double(entry.count) / 1e3
                 text += "  " + reason.padding(toLength: 28, withPad: " ", startingAt: 0)

@@ -184,7 +184,7 @@ struct GDBSessionTests {
             continue
             """)
         expectInOrder(o.gdb.output, ["Breakpoint 1, spin", "Program received signal SIGINT, Interrupt.",
-                                     "in spin", "#0 ", "spin", "$1 = 1", "exited with code 041"])
+                                     "spin ()", "#0 ", "spin", "$1 = 1", "exited with code 041"])
         #expect(o.vmmStatus == 33)
     }
 

@@ -36,7 +36,7 @@ struct MonitorAndSessionTests {
         ])
         expectInOrder(o.gdb.stderr, [
             "gdbvmm monitor commands:", "info exits",
-            "vCPU 0:", "reason", "IO out port 0x3f8", "IO in port 0x3fd",
+            "vCPU 0:", "reason", "IO ", "port 0x3f", "IO ", "port 0x3f",
             "dr7", "msr EFER (0xc0000080)", "0x0000000000000500", "APIC_BASE",
             "cs  sel 0x0008", "gdt base 0x0000000000000500", "mp_state runnable",
             "cr3 0x0000000000001000", "virtual start", "0x0000000000000000   0x0000000040000000   0x0000000000000000", "rwx",
@@ -112,7 +112,7 @@ struct MonitorAndSessionTests {
             """, symbols: guest)
         let status = vmm.wait()
         // checksum's breakpoint, planted by the first gdb, is gone: the guest runs to its end.
-        expectInOrder(second.output, ["in spin", "$1 = 1", "exited with code 041"])
+        expectInOrder(second.output, ["spin ()", "$1 = 1", "exited with code 041"])
         #expect(status == 33, "stderr: \(vmm.stderrText)")
     }
 

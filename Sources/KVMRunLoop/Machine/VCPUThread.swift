@@ -133,11 +133,11 @@ final class VCPUThread: @unchecked Sendable {
             cond.unlock()
             let stop = runUntilStop(cmd)
             cond.lock()
+            // Posted before `parked` turns true, under the same lock: whoever waits for the
+            // park (pauseAll) then finds the stop already queued.
+            machine.stops.post(vcpu: vcpu.index, stop: stop)
             parked = true
             cond.broadcast()
-            cond.unlock()
-            machine.stops.post(vcpu: vcpu.index, stop: stop)
-            cond.lock()
         }
     }
 
