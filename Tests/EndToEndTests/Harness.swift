@@ -47,6 +47,19 @@ enum Harness {
 
     static var hasGDB: Bool { gdbPath != nil }
 
+    /// gdb script lines that press Ctrl-C (`interrupt`) one second into the next `continue`:
+    /// batch gdb runs commands synchronously, so the interrupt is posted from a Python thread.
+    static let interruptAfterOneSecond = """
+        python
+        import threading, time
+        def later():
+            time.sleep(1.0)
+            gdb.post_event(lambda: gdb.execute("interrupt"))
+        threading.Thread(target=later, daemon=True).start()
+        end
+        """
+
+
     static func warn(_ message: String) {
         FileHandle.standardError.write(Data("\n*** WARNING: \(message) ***\n\n".utf8))
     }

@@ -4,16 +4,6 @@ import Testing
 /// Several vCPUs debugged as gdb threads, all-stop.
 @Suite("multi-vCPU", .serialized, .enabled(if: Harness.hasKVM && Harness.hasGDB, "needs /dev/kvm and gdb"))
 struct MultiVCPUTests {
-    static let interruptAfterOneSecond = """
-        python
-        import threading, time
-        def later():
-            time.sleep(1.0)
-            gdb.post_event(lambda: gdb.execute("interrupt"))
-        threading.Thread(target=later, daemon=True).start()
-        end
-        """
-
     @Test("threads, breakpoints hit on different vCPUs, thread N, bt", arguments: [2, 4])
     func threads(cpus: Int) throws {
         let o = try debugSession("smp", """
@@ -21,8 +11,9 @@ struct MultiVCPUTests {
             break cpu_work if cpu == \(cpus - 1)
             continue
             print cpu
-            thread 1
+            thread \(min(3, cpus))
             bt 1
+            thread 1
             delete
             break cpu_work if cpu == 0
             continue
@@ -34,7 +25,8 @@ struct MultiVCPUTests {
             """, vmmArguments: ["--cpus", "\(cpus)"])
         var expected = (1...cpus).map { "Thread \($0) \"vCPU \($0 - 1)\"" }
         expected += ["Thread \(cpus) \"vCPU \(cpus - 1)\" hit Breakpoint 1, cpu_work (cpu=\(cpus - 1))",
-                     "$1 = \(cpus - 1)", "[Switching to thread 1 (Thread 1)]", "#0 ",
+                     "$1 = \(cpus - 1)", "[Switching to thread \(min(3, cpus)) (Thread \(min(3, cpus)))]", "#0 ",
+                     "[Switching to thread 1 (Thread 1)]",
                      "Thread 1 \"vCPU 0\" hit Breakpoint 2, cpu_work (cpu=0)", "$2 = 0",
                      "exited with code 0\(String(cpus * 2 + 1, radix: 8))"]
         expectInOrder(o.gdb.output, expected)
@@ -71,7 +63,7 @@ struct MultiVCPUTests {
             break cpu_work
             continue
             delete
-            \(Self.interruptAfterOneSecond)
+            \(Harness.interruptAfterOneSecond)
             continue
             info threads
             set var stop_all = 1
@@ -91,7 +83,7 @@ struct MultiVCPUTests {
             thread 2
             set var $rip = halt_forever
             thread 1
-            \(Self.interruptAfterOneSecond)
+            \(Harness.interruptAfterOneSecond)
             continue
             thread 2
             info threads
