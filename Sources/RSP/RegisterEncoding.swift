@@ -1,52 +1,58 @@
 // X86_64Registers <-> the raw little-endian bytes of the `g`/`G`/`p`/`P` packets, by register
-// number (RegisterLayout.swift). The arrays in X86_64Registers are the VMM's to fill; a wrong
-// length there reads as zeros and is padded on write rather than trapping.
+// number in a RegisterLayout (RegisterLayout.swift; x86-64 unless told otherwise). A register
+// narrower than its field shows the field's low bytes and is zero-extended on write. The arrays
+// in X86_64Registers are the VMM's to fill; a wrong length there reads as zeros and is padded on
+// write rather than trapping.
 
 extension X86_64Registers {
     /// Raw little-endian bytes of register `regnum`, or nil for a number gdb was not told about.
-    func rawBytes(ofRegister regnum: Int) -> [UInt8]? {
+    func rawBytes(ofRegister regnum: Int, in layout: RegisterLayout = .x86_64) -> [UInt8]? {
+        guard layout.registers.indices.contains(regnum) else { return nil }
         var out: [UInt8] = []
-        return appendRawBytes(ofRegister: regnum, to: &out) ? out : nil
-    }
-
-    /// All registers in regnum order: the data of a `g` reply.
-    var rawBytes: [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(RegisterLayout.totalByteCount)
-        for regnum in RegisterLayout.registers.indices {
-            _ = appendRawBytes(ofRegister: regnum, to: &out)
-        }
+        appendRawBytes(of: layout.registers[regnum], to: &out)
         return out
     }
 
+    /// All registers in regnum order: the data of a `g` reply.
+    func rawBytes(in layout: RegisterLayout) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(layout.totalByteCount)
+        for info in layout.registers { appendRawBytes(of: info, to: &out) }
+        return out
+    }
+
+    /// The x86-64 `g` data.
+    var rawBytes: [UInt8] { rawBytes(in: .x86_64) }
+
     /// Sets register `regnum` from exactly its size in bytes; false for an unknown number or a
     /// wrong size.
-    mutating func setRawBytes(_ bytes: ArraySlice<UInt8>, ofRegister regnum: Int) -> Bool {
-        guard RegisterLayout.registers.indices.contains(regnum),
-              bytes.count == RegisterLayout.registers[regnum].byteCount
+    mutating func setRawBytes(_ bytes: ArraySlice<UInt8>, ofRegister regnum: Int,
+                              in layout: RegisterLayout = .x86_64) -> Bool {
+        guard layout.registers.indices.contains(regnum),
+              bytes.count == layout.registers[regnum].byteCount
         else { return false }
         let bytes = Array(bytes)
+        // Little-endian, zero-extended; only called for registers of at most 8 bytes.
         func u64() -> UInt64 { bytes.reversed().reduce(0) { $0 << 8 | UInt64($1) } }
         func u32() -> UInt32 { UInt32(truncatingIfNeeded: u64()) }
-        switch regnum {
-        case 0..<16: Self.set(&gpr, regnum, u64(), count: 16, padding: 0)
-        case 16: rip = u64()
-        case 17: eflags = u32()
-        case 18..<24: Self.set(&segments, regnum - 18, u32(), count: 6, padding: 0)
-        case 24..<32: Self.set(&st, regnum - 24, bytes, count: 8, padding: [UInt8](repeating: 0, count: 10))
-        case 32..<40: Self.set(&x87Control, regnum - 32, u32(), count: 8, padding: 0)
-        case 40..<56: Self.set(&xmm, regnum - 40, bytes, count: 16, padding: [UInt8](repeating: 0, count: 16))
-        case 56: mxcsr = u32()
-        case 57: fsBase = u64()
-        case 58: gsBase = u64()
-        case 59: kernelGsBase = u64()
-        case 60: cr0 = u64()
-        case 61: cr2 = u64()
-        case 62: cr3 = u64()
-        case 63: cr4 = u64()
-        case 64: cr8 = u64()
-        case 65: efer = u64()
-        default: return false
+        switch layout.registers[regnum].slot {
+        case .gpr(let i): Self.set(&gpr, i, u64(), count: 16, padding: 0)
+        case .rip: rip = u64()
+        case .eflags: eflags = u32()
+        case .segment(let i): Self.set(&segments, i, u32(), count: 6, padding: 0)
+        case .st(let i): Self.set(&st, i, bytes, count: 8, padding: [UInt8](repeating: 0, count: 10))
+        case .x87Control(let i): Self.set(&x87Control, i, u32(), count: 8, padding: 0)
+        case .xmm(let i): Self.set(&xmm, i, bytes, count: 16, padding: [UInt8](repeating: 0, count: 16))
+        case .mxcsr: mxcsr = u32()
+        case .fsBase: fsBase = u64()
+        case .gsBase: gsBase = u64()
+        case .kernelGsBase: kernelGsBase = u64()
+        case .cr0: cr0 = u64()
+        case .cr2: cr2 = u64()
+        case .cr3: cr3 = u64()
+        case .cr4: cr4 = u64()
+        case .cr8: cr8 = u64()
+        case .efer: efer = u64()
         }
         return true
     }
@@ -54,50 +60,49 @@ extension X86_64Registers {
     /// Applies a `G` packet's data: every register the data fully covers, in regnum order
     /// (gdb may send fewer bytes than the full file). Returns how many registers were set.
     @discardableResult
-    mutating func update(fromRawBytes data: ArraySlice<UInt8>) -> Int {
+    mutating func update(fromRawBytes data: ArraySlice<UInt8>, in layout: RegisterLayout = .x86_64) -> Int {
         var updated = 0
-        for (regnum, info) in RegisterLayout.registers.enumerated() {
-            let start = data.startIndex + RegisterLayout.offsets[regnum]
+        for (regnum, info) in layout.registers.enumerated() {
+            let start = data.startIndex + layout.offsets[regnum]
             guard start + info.byteCount <= data.endIndex else { break }
-            _ = setRawBytes(data[start..<(start + info.byteCount)], ofRegister: regnum)
+            _ = setRawBytes(data[start..<(start + info.byteCount)], ofRegister: regnum, in: layout)
             updated += 1
         }
         return updated
     }
 
-    private func appendRawBytes(ofRegister regnum: Int, to out: inout [UInt8]) -> Bool {
-        func le(_ value: UInt64, _ count: Int) {
+    private func appendRawBytes(of info: RegisterInfo, to out: inout [UInt8]) {
+        let count = info.byteCount
+        func le(_ value: UInt64) {
             var v = value
             for _ in 0..<count {
                 out.append(UInt8(truncatingIfNeeded: v))
                 v >>= 8
             }
         }
-        func fixed(_ bytes: [UInt8], _ count: Int) {
+        func fixed(_ bytes: [UInt8]) {
             out.append(contentsOf: bytes.prefix(count))
             if bytes.count < count { out.append(contentsOf: repeatElement(0, count: count - bytes.count)) }
         }
-        switch regnum {
-        case 0..<16: le(Self.get(gpr, regnum) ?? 0, 8)
-        case 16: le(rip, 8)
-        case 17: le(UInt64(eflags), 4)
-        case 18..<24: le(UInt64(Self.get(segments, regnum - 18) ?? 0), 4)
-        case 24..<32: fixed(Self.get(st, regnum - 24) ?? [], 10)
-        case 32..<40: le(UInt64(Self.get(x87Control, regnum - 32) ?? 0), 4)
-        case 40..<56: fixed(Self.get(xmm, regnum - 40) ?? [], 16)
-        case 56: le(UInt64(mxcsr), 4)
-        case 57: le(fsBase, 8)
-        case 58: le(gsBase, 8)
-        case 59: le(kernelGsBase, 8)
-        case 60: le(cr0, 8)
-        case 61: le(cr2, 8)
-        case 62: le(cr3, 8)
-        case 63: le(cr4, 8)
-        case 64: le(cr8, 8)
-        case 65: le(efer, 8)
-        default: return false
+        switch info.slot {
+        case .gpr(let i): le(Self.get(gpr, i) ?? 0)
+        case .rip: le(rip)
+        case .eflags: le(UInt64(eflags))
+        case .segment(let i): le(UInt64(Self.get(segments, i) ?? 0))
+        case .st(let i): fixed(Self.get(st, i) ?? [])
+        case .x87Control(let i): le(UInt64(Self.get(x87Control, i) ?? 0))
+        case .xmm(let i): fixed(Self.get(xmm, i) ?? [])
+        case .mxcsr: le(UInt64(mxcsr))
+        case .fsBase: le(fsBase)
+        case .gsBase: le(gsBase)
+        case .kernelGsBase: le(kernelGsBase)
+        case .cr0: le(cr0)
+        case .cr2: le(cr2)
+        case .cr3: le(cr3)
+        case .cr4: le(cr4)
+        case .cr8: le(cr8)
+        case .efer: le(efer)
         }
-        return true
     }
 
     private static func get<T>(_ array: [T], _ index: Int) -> T? {

@@ -42,9 +42,11 @@ enum Reply {
     }
 
     /// `W`/`X` for an ended guest, or `T` for a stopped thread: `Tss thread:tt;reason;` followed
-    /// by `rr:value;` for each expedited register (rip, rsp, rbp), so gdb can show where it
-    /// stopped without a `g` round trip. `registers` is nil when they could not be read.
-    static func stop(_ event: StopEvent, registers: X86_64Registers?) -> [UInt8] {
+    /// by `rr:value;` for each expedited register (the layout's pc, sp and fp: rip, rsp, rbp or
+    /// eip, esp, ebp), so gdb can show where it stopped without a `g` round trip. `registers` is
+    /// nil when they could not be read.
+    static func stop(_ event: StopEvent, registers: X86_64Registers?,
+                     layout: RegisterLayout = .x86_64) -> [UInt8] {
         switch event {
         case .exited(let status):
             return [UInt8(ascii: "W")] + Hex.encode([status])
@@ -65,8 +67,8 @@ enum Reply {
             case .accessWatch(let address): appendWatch("awatch", address, to: &out)
             }
             if let registers {
-                for regnum in [RegisterLayout.rip, RegisterLayout.rsp, RegisterLayout.rbp] {
-                    guard let bytes = registers.rawBytes(ofRegister: regnum) else { continue }
+                for regnum in [layout.pc, layout.sp, layout.fp] {
+                    guard let bytes = registers.rawBytes(ofRegister: regnum, in: layout) else { continue }
                     Hex.appendNumber(UInt64(regnum), minimumDigits: 2, to: &out)
                     out.append(UInt8(ascii: ":"))
                     Hex.append(bytes, to: &out)

@@ -18,6 +18,9 @@ public final class Session {
         "PacketSize=20000;qXfer:features:read+;qXfer:threads:read+;QStartNoAckMode+;swbreak+;hwbreak+;vContSupported+".utf8)
 
     let target: any Target
+    /// The register view gdb is given: target.xml, the register packets, the stop replies.
+    public let architecture: TargetArchitecture
+    let layout: RegisterLayout
 
     /// True between a resume (`c`, `s`, `vCont`...) and the `targetStopped(_:)` that ends it.
     public internal(set) var isRunning = false
@@ -43,10 +46,15 @@ public final class Session {
 
     /// - Parameter initialStop: what `?` reports before the first resume: by default thread 1
     ///   stopped with SIGTRAP, as if at a breakpoint on the first instruction.
+    /// - Parameter architecture: the register view to serve: `.x86_64`, or `.i386` for a 32-bit
+    ///   guest image, whose ELF32 symbols make gdb reject an x86-64 description.
     public init(target: any Target,
-                initialStop: StopEvent = .stopped(thread: 1, signal: GDBSignal.sigtrap, reason: .none)) {
+                initialStop: StopEvent = .stopped(thread: 1, signal: GDBSignal.sigtrap, reason: .none),
+                architecture: TargetArchitecture = .x86_64) {
         self.target = target
         self.lastStop = initialStop
+        self.architecture = architecture
+        self.layout = RegisterLayout.of(architecture)
     }
 
     /// Handles bytes from gdb; returns the bytes to send back (acknowledgements and replies).

@@ -17,32 +17,32 @@ extension Session {
         // Registers and memory, on the Hg thread.
         case .readRegisters:
             return attempt { () throws(TargetError) in
-                [Hex.encode(try target.readRegisters(thread: resolve(generalThread)).rawBytes)]
+                [Hex.encode(try target.readRegisters(thread: resolve(generalThread)).rawBytes(in: layout))]
             }
         case .writeRegisters(let data):
             // Longer than our layout means gdb has another layout in mind: refuse, never guess.
-            guard data.count <= RegisterLayout.totalByteCount else { return [Reply.malformed] }
+            guard data.count <= layout.totalByteCount else { return [Reply.malformed] }
             return attempt { () throws(TargetError) in
                 let thread = resolve(generalThread)
                 var registers = try target.readRegisters(thread: thread)
-                registers.update(fromRawBytes: data[...])
+                registers.update(fromRawBytes: data[...], in: layout)
                 try target.writeRegisters(registers, thread: thread)
                 return [Reply.ok]
             }
         case .readRegister(let regnum):
-            guard RegisterLayout.registers.indices.contains(regnum) else { return [Reply.malformed] }
+            guard layout.registers.indices.contains(regnum) else { return [Reply.malformed] }
             return attempt { () throws(TargetError) in
                 let registers = try target.readRegisters(thread: resolve(generalThread))
-                return [Hex.encode(registers.rawBytes(ofRegister: regnum) ?? [])]
+                return [Hex.encode(registers.rawBytes(ofRegister: regnum, in: layout) ?? [])]
             }
         case .writeRegister(let regnum, let value):
-            guard RegisterLayout.registers.indices.contains(regnum),
-                  value.count == RegisterLayout.registers[regnum].byteCount
+            guard layout.registers.indices.contains(regnum),
+                  value.count == layout.registers[regnum].byteCount
             else { return [Reply.malformed] }
             return attempt { () throws(TargetError) in
                 let thread = resolve(generalThread)
                 var registers = try target.readRegisters(thread: thread)
-                _ = registers.setRawBytes(value[...], ofRegister: regnum)
+                _ = registers.setRawBytes(value[...], ofRegister: regnum, in: layout)
                 try target.writeRegisters(registers, thread: thread)
                 return [Reply.ok]
             }
@@ -104,7 +104,7 @@ extension Session {
             return [Reply.ok]
         case .readFeatures(let annex, let offset, let length):
             guard annex == TargetDescription.annex else { return [Reply.badAnnex] }
-            return [xferWindow(TargetDescription.bytes, offset: offset, length: min(length, Self.packetSize))]
+            return [xferWindow(TargetDescription.bytes(for: architecture), offset: offset, length: min(length, Self.packetSize))]
         case .attached:
             // "Attached to an existing process": on quit gdb detaches and leaves the VM running
             // instead of killing it, as with QEMU.
@@ -196,7 +196,7 @@ extension Session {
         if case .stopped(let thread, _, _) = event {
             registers = try? target.readRegisters(thread: thread)
         }
-        return Reply.stop(event, registers: registers)
+        return Reply.stop(event, registers: registers, layout: layout)
     }
 
     /// What `?` reports for a killed guest; gdb's number for SIGKILL, like Linux's.

@@ -1,24 +1,53 @@
-// target.xml, served through `qXfer:features:read`. The registers come from RegisterLayout with
-// explicit regnum attributes, so gdb's numbering is the `p`/`P` numbering and the `g` layout.
-// The type definitions are those of gdb's own features/i386/64bit-core.xml and 64bit-sse.xml,
-// so gdb shows eflags and mxcsr as flags and xmm as vectors, exactly as for a native process.
+// target.xml, served through `qXfer:features:read`, one document per TargetArchitecture. The
+// registers come from the RegisterLayout with explicit regnum attributes, so gdb's numbering is the
+// `p`/`P` numbering and the `g` layout. The type definitions are those of gdb's own
+// features/i386/64bit-*.xml and 32bit-*.xml, so gdb shows eflags and mxcsr as flags and xmm as
+// vectors, exactly as for a native process.
 
 enum TargetDescription {
     /// The only annex we serve; gdb asks for it first and follows no includes.
     static let annex = "target.xml"
 
-    static let xml: String = {
+    static func xml(for architecture: TargetArchitecture) -> String {
+        switch architecture {
+        case .x86_64: x86_64
+        case .i386: i386
+        }
+    }
+
+    static func bytes(for architecture: TargetArchitecture) -> [UInt8] {
+        switch architecture {
+        case .x86_64: x86_64Bytes
+        case .i386: i386Bytes
+        }
+    }
+
+    private static let x86_64 = document(for: .x86_64)
+    private static let i386 = document(for: .i386)
+    private static let x86_64Bytes = Array(x86_64.utf8)
+    private static let i386Bytes = Array(i386.utf8)
+
+    /// The name gdb's `set architecture` knows the layout by.
+    static func architectureName(_ architecture: TargetArchitecture) -> String {
+        switch architecture {
+        case .x86_64: "i386:x86-64"
+        case .i386: "i386"
+        }
+    }
+
+    private static func document(for architecture: TargetArchitecture) -> String {
+        let layout = RegisterLayout.of(architecture)
         var xml = """
             <?xml version="1.0"?>
             <!DOCTYPE target SYSTEM "gdb-target.dtd">
             <target version="1.0">
-              <architecture>i386:x86-64</architecture>
+              <architecture>\(architectureName(architecture))</architecture>
 
             """
-        for feature in RegisterFeature.allCases {
+        for feature in RegisterFeature.allCases where layout.registers.contains(where: { $0.feature == feature }) {
             xml += "  <feature name=\"\(feature.rawValue)\">\n"
-            xml += typeDefinitions(for: feature)
-            for (regnum, reg) in RegisterLayout.registers.enumerated() where reg.feature == feature {
+            xml += typeDefinitions(for: feature, in: layout)
+            for (regnum, reg) in layout.registers.enumerated() where reg.feature == feature {
                 xml += "    <reg name=\"\(reg.name)\" bitsize=\"\(reg.bitSize)\" type=\"\(reg.type)\""
                 if let group = reg.group { xml += " group=\"\(group)\"" }
                 xml += " regnum=\"\(regnum)\"/>\n"
@@ -27,12 +56,12 @@ enum TargetDescription {
         }
         xml += "</target>\n"
         return xml
-    }()
+    }
 
-    static let bytes: [UInt8] = Array(xml.utf8)
-
-    private static func typeDefinitions(for feature: RegisterFeature) -> String {
-        switch feature {
+    private static func typeDefinitions(for feature: RegisterFeature, in layout: RegisterLayout) -> String {
+        // A flags type is as wide as the registers that use it: 8 bytes on x86-64, 4 on i386.
+        func size(_ type: String) -> Int { layout.registers.first { $0.type == type }?.byteCount ?? 4 }
+        return switch feature {
         case .core:
             flags("i386_eflags", size: 4, [
                 ("CF", 0), ("", 1), ("PF", 2), ("AF", 4), ("ZF", 6), ("SF", 7), ("TF", 8), ("IF", 9),
@@ -69,17 +98,17 @@ enum TargetDescription {
         case .segments:
             ""
         case .system:
-            flags("i386_cr0", size: 8, [
+            flags("i386_cr0", size: size("i386_cr0"), [
                 ("PE", 0), ("MP", 1), ("EM", 2), ("TS", 3), ("ET", 4), ("NE", 5), ("WP", 16), ("AM", 18),
                 ("NW", 29), ("CD", 30), ("PG", 31),
             ])
-            + flags("i386_cr4", size: 8, [
+            + flags("i386_cr4", size: size("i386_cr4"), [
                 ("VME", 0), ("PVI", 1), ("TSD", 2), ("DE", 3), ("PSE", 4), ("PAE", 5), ("MCE", 6),
                 ("PGE", 7), ("PCE", 8), ("OSFXSR", 9), ("OSXMMEXCPT", 10), ("UMIP", 11), ("LA57", 12),
                 ("VMXE", 13), ("SMXE", 14), ("FSGSBASE", 16), ("PCIDE", 17), ("OSXSAVE", 18),
                 ("SMEP", 20), ("SMAP", 21), ("PKE", 22),
             ])
-            + flags("i386_efer", size: 8, [
+            + flags("i386_efer", size: size("i386_efer"), [
                 ("SCE", 0), ("LME", 8), ("LMA", 10), ("NXE", 11), ("SVME", 12), ("LMSLE", 13),
                 ("FFXSR", 14), ("TCE", 15),
             ])

@@ -28,7 +28,7 @@ extension Controller: Target {
         // translation follow that choice.
         currentVCPU = index
         do {
-            return try CPUState(vcpu: machine.vcpu(index)).registers
+            return try cpuState(index).registers
         } catch {
             throw .message("\(error)")
         }
@@ -38,10 +38,12 @@ extension Controller: Target {
         let index = try vcpuIndex(thread)
         do {
             let vcpu = machine.vcpu(index)
-            let old = try CPUState(vcpu: vcpu)
+            let old = try cpuState(index)
             var new = old
             new.update(from: registers)
+            registerCache[index] = nil
             try new.write(to: vcpu, old: old)
+            registerCache[index] = new
         } catch {
             throw .message("\(error)")
         }
@@ -119,7 +121,15 @@ extension Controller: Target {
 
     func monitor(_ command: String) -> String { runMonitorCommand(command) }
 
+    private func cpuState(_ index: Int) throws(SystemError) -> CPUState {
+        if let cached = registerCache[index] { return cached }
+        let state = try CPUState(vcpu: machine.vcpu(index))
+        registerCache[index] = state
+        return state
+    }
+
     func restart() throws(TargetError) -> StopEvent {
+        registerCache.removeAll()
         do {
             try machine.reset()
         } catch {

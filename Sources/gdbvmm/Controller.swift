@@ -20,6 +20,9 @@ final class Controller {
     private var syntheticStop: StopEvent?
     /// After `D`, or with no gdb at all: the guest runs on its own and its end ends gdbvmm.
     private var running = false
+    /// Register state read since the vCPUs stopped: gdb asks for the same registers several
+    /// times per stop (expedited in the stop reply, then `g`, `p`), and each read is 2 ioctls.
+    var registerCache: [Int: CPUState] = [:]
 
     init(machine: Machine, options: Options) throws(TransportError) {
         self.machine = machine
@@ -29,6 +32,15 @@ final class Controller {
         } else {
             listener = nil
         }
+    }
+
+    /// gdb takes an x86-64 description only with x86-64 symbols: a 32-bit ELF guest gets the
+    /// i386 view of the same registers (as qemu-system-i386 would serve it).
+    var architecture: TargetArchitecture {
+        let image = machine.configuration.image
+        let isELF32 = image.count > 4 && image[0] == 0x7F && image[1] == 0x45 && image[2] == 0x4C
+            && image[3] == 0x46 && image[4] == 1
+        return isELF32 ? .i386 : .x86_64
     }
 
     func run() -> Int32 {
@@ -87,6 +99,7 @@ final class Controller {
     /// A gdb arrived: stop the guest (all-stop) and start a session on the stopped state.
     private func attach(_ incoming: Connection) {
         connection = incoming
+        registerCache.removeAll()
         running = false
         if !machine.allParked {
             machine.pauseAll()
@@ -99,7 +112,7 @@ final class Controller {
             currentVCPU = crashed
             initial = .stopped(thread: crashed + 1, signal: signal(for: crash), reason: .none)
         }
-        session = Session(target: self, initialStop: initial)
+        session = Session(target: self, initialStop: initial, architecture: architecture)
     }
 
     private func feed(_ bytes: [UInt8]) {
@@ -226,6 +239,7 @@ final class Controller {
             finalStatus = status & 0xFF
         } else {
             // extended-remote keeps the server for the next `run`.
+            registerCache.removeAll()
             try? machine.reset()
         }
     }
@@ -254,6 +268,7 @@ final class Controller {
     /// Runs every runnable vCPU with no debugger watching (no gdb, or after `D`).
     func resumeFreely() {
         running = true
+        registerCache.removeAll()
         var plan: [Int: RunMode] = [:]
         for i in 0..<machine.vcpuCount where machine.isParked(i) {
             switch machine.status[i] {
@@ -296,6 +311,7 @@ final class Controller {
             return
         }
         if let stepping = runnable.first(where: { $0.value == .step }) { currentVCPU = stepping.key }
+        registerCache.removeAll()
         do {
             try machine.resume(runnable)
         } catch {
@@ -311,6 +327,7 @@ final class Controller {
     func kill() {
         let crashed = machine.status.contains(where: { if case .crashed = $0 { return true }; return false })
         if session?.isExtended == true {
+            registerCache.removeAll()
             try? machine.reset()
             return
         }

@@ -38,6 +38,7 @@ extension Controller {
         case ("phys", _):
             return "memory packets take guest-\(machine.physicalAddressing ? "physical" : "virtual") addresses; use 'monitor phys on' or 'monitor phys off'\n"
         case ("system_reset", _):
+            registerCache.removeAll()
             do {
                 try machine.reset()
                 currentVCPU = 0

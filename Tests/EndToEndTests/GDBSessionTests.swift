@@ -85,6 +85,13 @@ struct GDBSessionTests {
         Self.checkSourceLevel(o)
     }
 
+    @Test("the same session on the ELF32 multiboot guest, served the i386 register view")
+    func sourceLevelMultiboot32() throws {
+        let o = try debugSession("demo-multiboot32", Self.sourceLevelScript + "\n")
+        Self.checkSourceLevel(o)
+        #expect(!o.gdb.output.contains("not compatible"))
+    }
+
     @Test("next steps over calls line by line")
     func next() throws {
         let o = try debugSession("demo-elf64", """

@@ -26,21 +26,21 @@ func sampleRegisters() -> X86_64Registers {
 
 @Suite struct RegisterEncodingTests {
     @Test func layoutMatchesTheContract() {
-        let names = RegisterLayout.registers.map(\.name)
+        let names = RegisterLayout.x86_64.registers.map(\.name)
         #expect(names.count == 66)
         #expect(Array(names[0..<8]) == ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp"])
         #expect(names[16] == "rip" && names[17] == "eflags" && names[18] == "cs" && names[23] == "gs")
         #expect(names[24] == "st0" && names[32] == "fctrl" && names[39] == "fop")
         #expect(names[40] == "xmm0" && names[55] == "xmm15" && names[56] == "mxcsr")
         #expect(Array(names[57...]) == ["fs_base", "gs_base", "k_gs_base", "cr0", "cr2", "cr3", "cr4", "cr8", "efer"])
-        #expect(RegisterLayout.totalByteCount == 608)
-        #expect(RegisterLayout.offsets[16] == 128 && RegisterLayout.offsets[57] == 536)
+        #expect(RegisterLayout.x86_64.totalByteCount == 608)
+        #expect(RegisterLayout.x86_64.offsets[16] == 128 && RegisterLayout.x86_64.offsets[57] == 536)
     }
 
     @Test func fullFileRoundTrips() {
         let r = sampleRegisters()
         let raw = r.rawBytes
-        #expect(raw.count == RegisterLayout.totalByteCount)
+        #expect(raw.count == RegisterLayout.x86_64.totalByteCount)
         // rax is little-endian at offset 0, rip at 128, eflags at 136.
         #expect(Array(raw[0..<8]) == [0x00, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01])
         #expect(Array(raw[128..<136]) == [0, 0, 0, 0x81, 0xff, 0xff, 0xff, 0xff])
@@ -66,7 +66,7 @@ func sampleRegisters() -> X86_64Registers {
         var copy = X86_64Registers()
         for regnum in 0..<66 {
             let bytes = try! #require(r.rawBytes(ofRegister: regnum))
-            #expect(bytes.count == RegisterLayout.registers[regnum].byteCount)
+            #expect(bytes.count == RegisterLayout.x86_64.registers[regnum].byteCount)
             let accepted = copy.setRawBytes(bytes[...], ofRegister: regnum)
             #expect(accepted)
         }
@@ -94,5 +94,66 @@ func sampleRegisters() -> X86_64Registers {
         let setXMM = r.setRawBytes([UInt8](repeating: 7, count: 16)[...], ofRegister: 55)
         #expect(setXMM)
         #expect(r.xmm.count == 16 && r.xmm[15] == [UInt8](repeating: 7, count: 16))
+    }
+
+    @Test func i386LayoutMatchesGDB() {
+        let layout = RegisterLayout.i386
+        let names = layout.registers.map(\.name)
+        #expect(names.count == 48)
+        #expect(Array(names[0..<10]) == ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip", "eflags"])
+        #expect(Array(names[10..<16]) == ["cs", "ss", "ds", "es", "fs", "gs"])
+        #expect(names[16] == "st0" && names[24] == "fctrl" && names[31] == "fop")
+        #expect(names[32] == "xmm0" && names[39] == "xmm7" && names[40] == "mxcsr")
+        #expect(Array(names[41...]) == ["fs_base", "gs_base", "cr0", "cr2", "cr3", "cr4", "efer"])
+        #expect(layout.pc == 8 && layout.sp == 4 && layout.fp == 5)
+        #expect(RegisterLayout.x86_64.pc == 16 && RegisterLayout.x86_64.sp == 7 && RegisterLayout.x86_64.fp == 6)
+        #expect(layout.totalByteCount == 336)
+        #expect(layout.offsets[8] == 32 && layout.offsets[16] == 64 && layout.offsets[32] == 176 && layout.offsets[41] == 308)
+        #expect(layout.registers.allSatisfy { $0.bitSize == 32 || $0.name.hasPrefix("st") || $0.name.hasPrefix("xmm") })
+    }
+
+    @Test func i386IsTheLowHalfOfTheSameRegisterFile() {
+        let r = sampleRegisters()
+        let layout = RegisterLayout.i386
+        func u32(_ regnum: Int) -> UInt32? {
+            r.rawBytes(ofRegister: regnum, in: layout).map { $0.reversed().reduce(0) { $0 << 8 | UInt32($1) } }
+        }
+        // gpr is rax rbx rcx rdx rsi rdi rbp rsp; i386 numbers eax ecx edx ebx esp ebp esi edi.
+        let gprIndex = [0, 2, 3, 1, 7, 6, 4, 5]
+        for (regnum, i) in gprIndex.enumerated() { #expect(u32(regnum) == UInt32(truncatingIfNeeded: r.gpr[i])) }
+        #expect(u32(8) == 0x8100_0000 && u32(9) == 0x246 && u32(10) == 0x10 && u32(15) == 0)
+        #expect(r.rawBytes(ofRegister: 16, in: layout) == r.st[0])
+        #expect(u32(24) == 0x37f && u32(31) == 0x7ff)
+        #expect(r.rawBytes(ofRegister: 39, in: layout) == r.xmm[7])
+        #expect(u32(40) == 0x1fa0 && u32(41) == 0x1000 && u32(42) == 0)
+        #expect(u32(43) == 0x8005_0033 && u32(44) == 0xdead_0000 && u32(45) == 0x1000 && u32(46) == 0x3406a0 && u32(47) == 0xd01)
+        #expect(r.rawBytes(ofRegister: 48, in: layout) == nil)
+        let raw = r.rawBytes(in: layout)
+        #expect(raw.count == 336)
+        #expect(Array(raw[32..<36]) == [0, 0, 0, 0x81])
+    }
+
+    @Test func i386WritesZeroExtendAndLeaveTheRestAlone() {
+        let r = sampleRegisters()
+        let layout = RegisterLayout.i386
+        var copy = r
+        // Writing back what was read clears exactly the upper halves of what i386 shows.
+        let updated = copy.update(fromRawBytes: r.rawBytes(in: layout)[...], in: layout)
+        #expect(updated == 48)
+        var expected = r
+        for i in 0..<8 { expected.gpr[i] &= 0xffff_ffff }
+        expected.rip &= 0xffff_ffff
+        expected.fsBase &= 0xffff_ffff
+        expected.gsBase &= 0xffff_ffff
+        expected.cr2 &= 0xffff_ffff
+        #expect(copy == expected)
+        // r8-r15, xmm8-15, k_gs_base and cr8 are untouched.
+        #expect(copy.gpr[8...] == r.gpr[8...] && copy.xmm[8...] == r.xmm[8...])
+        #expect(copy.kernelGsBase == r.kernelGsBase && copy.cr8 == r.cr8)
+        let set = copy.setRawBytes([0xff, 0xff, 0xff, 0xff][...], ofRegister: 4, in: layout)
+        #expect(set && copy.gpr[7] == 0xffff_ffff)
+        let wrongSize = copy.setRawBytes([0, 0, 0, 0, 0, 0, 0, 0][...], ofRegister: 0, in: layout)
+        let unknown = copy.setRawBytes([0, 0, 0, 0][...], ofRegister: 48, in: layout)
+        #expect(!wrongSize && !unknown)
     }
 }

@@ -6,8 +6,13 @@ final class Harness {
     let target = FakeTarget()
     let session: Session
 
-    init(noAck: Bool = true, extended: Bool = false) {
-        session = Session(target: target)
+    init(noAck: Bool = true, extended: Bool = false, architecture: TargetArchitecture? = nil) {
+        // nil: the initializer without the parameter, which must keep meaning x86-64.
+        if let architecture {
+            session = Session(target: target, architecture: architecture)
+        } else {
+            session = Session(target: target)
+        }
         if noAck { #expect(send("QStartNoAckMode") == ["+", "OK"]) }
         if extended { #expect(send("!") == ["OK"]) }
     }
@@ -48,7 +53,7 @@ private func hexText(_ s: String) -> String { String(decoding: Hex.encode(Array(
         // From here on, no acks.
         #expect(h.send("Hg0") == ["OK"])
         // gdb asks for PacketSize - 5 bytes at a time.
-        #expect(h.send("qXfer:features:read:target.xml:0,1fffb") == ["l" + TargetDescription.xml])
+        #expect(h.send("qXfer:features:read:target.xml:0,1fffb") == ["l" + TargetDescription.xml(for: .x86_64)])
         var assembled = ""
         var offset = 0
         while true {
@@ -58,7 +63,7 @@ private func hexText(_ s: String) -> String { String(decoding: Hex.encode(Array(
             if reply.hasPrefix("l") { break }
             #expect(reply.hasPrefix("m") && reply.utf8.count == 1 + 0xffb)
         }
-        #expect(assembled == TargetDescription.xml)
+        #expect(assembled == TargetDescription.xml(for: .x86_64))
         #expect(h.send("qTStatus") == [""])
         #expect(h.send("?") == ["T05thread:01;10:0000100000000000;07:0070000000000000;06:f07f000000000000;"])
         #expect(h.send("qXfer:threads:read::0,ffb") == [

@@ -6,31 +6,46 @@ import FoundationXML
 #endif
 
 @Suite struct TargetDescriptionTests {
-    @Test func isWellFormedWithNumberedRegisters() throws {
-        let document = try XMLDocument(data: Data(TargetDescription.bytes))
+    @Test(arguments: TargetArchitecture.allCases)
+    func isWellFormedWithNumberedRegisters(architecture: TargetArchitecture) throws {
+        let layout = RegisterLayout.of(architecture)
+        let document = try XMLDocument(data: Data(TargetDescription.bytes(for: architecture)))
         let root = try #require(document.rootElement())
         #expect(root.name == "target")
-        let architecture = try root.nodes(forXPath: "architecture").first?.stringValue
-        #expect(architecture == "i386:x86-64")
+        let name = try root.nodes(forXPath: "architecture").first?.stringValue
+        #expect(name == (architecture == .x86_64 ? "i386:x86-64" : "i386"))
         let features = try root.nodes(forXPath: "feature").compactMap { ($0 as? XMLElement)?.attribute(forName: "name")?.stringValue }
-        #expect(features == ["org.gnu.gdb.i386.core", "org.gnu.gdb.i386.sse", "org.gnu.gdb.i386.segments", "org.gnu.gdb.i386.sys"])
+        switch architecture {
+        case .x86_64:
+            #expect(features == ["org.gnu.gdb.i386.core", "org.gnu.gdb.i386.sse", "org.gnu.gdb.i386.segments", "org.gnu.gdb.i386.sys"])
+        case .i386:
+            // No segments feature: see RegisterLayout.i386.
+            #expect(features == ["org.gnu.gdb.i386.core", "org.gnu.gdb.i386.sse", "org.gnu.gdb.i386.sys"])
+        }
         let regs = try root.nodes(forXPath: "feature/reg").compactMap { $0 as? XMLElement }
-        #expect(regs.count == 66)
+        #expect(regs.count == (architecture == .x86_64 ? 66 : 48))
+        #expect(regs.count == layout.registers.count)
         for (n, reg) in regs.enumerated() {
             #expect(reg.attribute(forName: "regnum")?.stringValue == "\(n)")
-            #expect(reg.attribute(forName: "name")?.stringValue == RegisterLayout.registers[n].name)
-            #expect(reg.attribute(forName: "bitsize")?.stringValue == "\(RegisterLayout.registers[n].bitSize)")
+            #expect(reg.attribute(forName: "name")?.stringValue == layout.registers[n].name)
+            #expect(reg.attribute(forName: "bitsize")?.stringValue == "\(layout.registers[n].bitSize)")
+        }
+        // A flags type is as wide as its registers.
+        for flags in try root.nodes(forXPath: "feature/flags").compactMap({ $0 as? XMLElement }) {
+            let id = try #require(flags.attribute(forName: "id")?.stringValue)
+            let size = flags.attribute(forName: "size")?.stringValue
+            for reg in layout.registers where reg.type == id { #expect(size == "\(reg.byteCount)", "\(id)") }
         }
         // Every non-builtin type a register uses is defined in the document.
         let defined = Set(try root.nodes(forXPath: "feature/*[@id]").compactMap { ($0 as? XMLElement)?.attribute(forName: "id")?.stringValue })
         let builtin: Set = ["int", "int32", "int64", "data_ptr", "code_ptr", "i387_ext"]
-        for reg in RegisterLayout.registers {
+        for reg in layout.registers {
             #expect(builtin.contains(reg.type) || defined.contains(reg.type), "\(reg.name): \(reg.type)")
         }
     }
 
     @Test func windowsCoverTheDocument() {
-        let data = TargetDescription.bytes
+        let data = TargetDescription.bytes(for: .x86_64)
         var assembled: [UInt8] = []
         var offset = 0
         while true {
@@ -47,16 +62,22 @@ import FoundationXML
     }
 
     /// The real gdb must load the description without a word of complaint and number the
-    /// registers as the `g` packet lays them out. Skipped when gdb is not installed.
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/gdb")))
-    func realGDBAcceptsIt() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-rsp-\(getpid())-target.xml")
-        try Data(TargetDescription.bytes).write(to: path)
+    /// registers as the `g` packet lays them out, under the OS ABI it defaults to on Linux (which
+    /// it also picks for a kernel ELF without an ABI note) and under none. Skipped when gdb is not
+    /// installed.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/gdb")),
+          arguments: TargetArchitecture.allCases, ["GNU/Linux", "none"])
+    func realGDBAcceptsIt(architecture: TargetArchitecture, osabi: String) throws {
+        let layout = RegisterLayout.of(architecture)
+        let tag = "\(architecture)-\(osabi == "none" ? "none" : "linux")"
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-rsp-\(getpid())-\(tag)-target.xml")
+        try Data(TargetDescription.bytes(for: architecture)).write(to: path)
         defer { try? FileManager.default.removeItem(at: path) }
         let gdb = Process()
         gdb.executableURL = URL(fileURLWithPath: "/usr/bin/gdb")
-        gdb.arguments = ["-nx", "-batch", "-ex", "set architecture i386:x86-64", "-ex", "set tdesc filename \(path.path)",
-                         "-ex", "maint print remote-registers"]
+        gdb.arguments = ["-nx", "-batch", "-ex", "set osabi \(osabi)",
+                         "-ex", "set architecture \(TargetDescription.architectureName(architecture))",
+                         "-ex", "set tdesc filename \(path.path)", "-ex", "maint print remote-registers"]
         let out = Pipe(), err = Pipe()
         gdb.standardOutput = out
         gdb.standardError = err
@@ -72,9 +93,9 @@ import FoundationXML
             let f = line.split(separator: " ")
             if f.count == 8, let remote = Int(f[6]), let offset = Int(f[7]) { seen[String(f[0])] = (remote, offset) }
         }
-        for (n, reg) in RegisterLayout.registers.enumerated() {
+        for (n, reg) in layout.registers.enumerated() {
             let entry = seen[reg.name]
-            #expect(entry?.0 == n && entry?.1 == RegisterLayout.offsets[n], "\(reg.name): \(String(describing: entry))")
+            #expect(entry?.0 == n && entry?.1 == layout.offsets[n], "\(reg.name): \(String(describing: entry))")
         }
     }
 }

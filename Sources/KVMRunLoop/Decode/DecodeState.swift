@@ -163,6 +163,6 @@ enum PendingAccess {
 }
 
 /// All-ones in the low `bytes` bytes.
-func mask(bytes: Int) -> UInt64 {
+private func mask(bytes: Int) -> UInt64 {
     bytes >= 8 ? UInt64.max : (UInt64(1) << UInt64(8 * bytes)) - 1
 }

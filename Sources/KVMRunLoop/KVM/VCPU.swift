@@ -15,6 +15,8 @@ public final class VCPU: @unchecked Sendable {
     /// kvm_run's sync area holds regs/sregs after the first exit (KVM_CAP_SYNC_REGS), which saves
     /// two ioctls per stop; before the first run it is empty and the ioctls are used instead.
     let useSyncRegs: Bool
+    /// Bytes of the XSAVE image (KVM_CAP_XSAVE2 when the guest may use more than 4 KiB).
+    private let xsaveSize: Int
     private var syncValid = false
     private var guestDebugFlags: UInt32 = 0
     private var guestDebugRegs: [UInt64] = Array(repeating: 0, count: 8)
@@ -27,6 +29,7 @@ public final class VCPU: @unchecked Sendable {
         self.run = run.assumingMemoryBound(to: kvm_run.self)
         self.runSize = runSize
         self.vm = vm
+        xsaveSize = max(4096, Int(vm.kvm.capability(KVM_CAP_XSAVE2)))
         let sync = UInt(vm.kvm.capability(KVM_CAP_SYNC_REGS))
         let wanted = UInt(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS)
         useSyncRegs = sync & wanted == wanted
@@ -156,7 +159,7 @@ public final class VCPU: @unchecked Sendable {
     /// The XSAVE image (the first 512 bytes are FXSAVE format). Preferred over KVM_GET_FPU,
     /// which on some hosts reports MXCSR as 0 whatever the guest's value.
     public func getXSave() throws(SystemError) -> [UInt8] {
-        let size = max(4096, Int(vm.kvm.capability(KVM_CAP_XSAVE2)))
+        let size = xsaveSize
         var buffer = [UInt8](repeating: 0, count: size)
         let request = size > 4096 ? CKVM_GET_XSAVE2 : CKVM_GET_XSAVE
         let fd = self.fd

@@ -282,8 +282,12 @@ public final class Machine: @unchecked Sendable {
     }
 
     /// The memory reads of the instruction at the vCPU's RIP, decoded (empty if unknown).
-    func decodedReads(vcpu: VCPU) throws -> [MemoryAccess] {
-        let regs = try vcpu.getRegs()
+    /// With `regs` given, decodes with those registers (taken before a step) instead of the
+    /// current ones; `oneIteration` counts a REP string instruction as the single iteration a
+    /// trap-flag step runs.
+    func decodedReads(vcpu: VCPU, regs given: kvm_regs? = nil, oneIteration: Bool = false) throws -> [MemoryAccess] {
+        var regs = try given ?? vcpu.getRegs()
+        if oneIteration { regs.rcx = 1 }
         let sregs = try vcpu.getSregs()
         let paging = PagingState(cr0: sregs.cr0, cr3: sregs.cr3, cr4: sregs.cr4, efer: sregs.efer)
         var bytes: [UInt8] = []

@@ -165,8 +165,9 @@ final class VCPUThread: @unchecked Sendable {
     /// it, and put the traps back. Returns a watchpoint hit, or a stop that ended the step.
     private func stepThroughTrappedPage(_ cmd: RunCommand) throws -> VCPUStop? {
         let watches = machine.watches
-        let reads = try machine.decodedReads(vcpu: vcpu)
-        let before = watches.watchedBytes()
+        let before = try vcpu.getRegs()
+        var reads = try machine.decodedReads(vcpu: vcpu)
+        let watchedBefore = watches.watchedBytes()
         try watches.setLifted(true)
         defer { try? watches.setLifted(false) }
         try vcpu.setGuestDebug(flags: debugFlags(cmd, stepping: true, hardware: false), debugRegs: cmd.debugRegs)
@@ -195,7 +196,11 @@ final class VCPUThread: @unchecked Sendable {
                 return .crash(Crash(.entryFailure, "KVM could not enter the guest while stepping past a watched page"))
             }
         }
-        for (watch, old) in before {
+        // A trap-flag step runs one iteration of a REP string instruction: RIP stays put.
+        if try vcpu.getRegs().rip == before.rip {
+            reads = try machine.decodedReads(vcpu: vcpu, regs: before, oneIteration: true)
+        }
+        for (watch, old) in watchedBefore {
             let now = watch.pieces.flatMap { (try? machine.ram.read(at: $0.physical, count: $0.length)) ?? [] }
             if let i = old.indices.first(where: { $0 < now.count && old[$0] != now[$0] }) {
                 return .watchpoint(watch.kind == .access ? .access : .write, address: watch.virtual + UInt64(i))
