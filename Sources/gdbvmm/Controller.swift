@@ -34,6 +34,9 @@ final class Controller {
         }
     }
 
+    /// How long the controller polls without sleeping while a gdb is attached.
+    static let spinNanoseconds: UInt64 = 200_000
+
     /// gdb takes an x86-64 description only with x86-64 symbols: a 32-bit ELF guest gets the
     /// i386 view of the same registers (as qemu-system-i386 would serve it).
     var architecture: TargetArchitecture {
@@ -67,7 +70,16 @@ final class Controller {
         if let connection { fds.append(pollfd(fd: connection.readFD, events: Int16(POLLIN), revents: 0)) }
         // With the in-kernel irqchip HLT never reaches us: look for an all-halted guest now and then.
         let probing = machine.hasIRQChip && !machine.allParked && (session == nil || session?.isRunning == true)
-        let n = poll(&fds, nfds_t(fds.count), probing ? 200 : -1)
+        // gdb sends its next packet within tens of microseconds of our reply, and sleeping in
+        // poll costs a wake-up that is expensive on a nested host: spin briefly first.
+        var n: Int32 = 0
+        if session != nil {
+            let spinUntil = DispatchTime.now().uptimeNanoseconds + Controller.spinNanoseconds
+            repeat {
+                n = poll(&fds, nfds_t(fds.count), 0)
+            } while n == 0 && DispatchTime.now().uptimeNanoseconds < spinUntil
+        }
+        if n == 0 { n = poll(&fds, nfds_t(fds.count), probing ? 200 : -1) }
         if n < 0 { return }
         if n == 0 {
             if probing && machine.probeAllHalted() { allHaltedWhileRunning() }

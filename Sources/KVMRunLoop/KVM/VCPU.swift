@@ -18,6 +18,10 @@ public final class VCPU: @unchecked Sendable {
     /// Bytes of the XSAVE image (KVM_CAP_XSAVE2 when the guest may use more than 4 KiB).
     private let xsaveSize: Int
     private var syncValid = false
+    /// Copies read by ioctl before the first run (when the sync area is still empty), kept
+    /// until the vCPU runs or is written: each ioctl costs tens of microseconds on nested hosts.
+    private var cachedRegs: kvm_regs?
+    private var cachedSregs: kvm_sregs?
     private var guestDebugFlags: UInt32 = 0
     private var guestDebugRegs: [UInt64] = Array(repeating: 0, count: 8)
     public private(set) var exitCount: UInt64 = 0
@@ -47,6 +51,8 @@ public final class VCPU: @unchecked Sendable {
 
     /// KVM_RUN once and decode the exit. EINTR (a kick) is `.interrupted`, not an error.
     public func runOnce() throws(SystemError) -> VMExit {
+        cachedRegs = nil
+        cachedSregs = nil
         let r = ckvm_ioctl_int(fd, CKVM_RUN, 0)
         let e = errno
         run.pointee.immediate_exit = 0
@@ -116,8 +122,10 @@ public final class VCPU: @unchecked Sendable {
 
     public func getRegs() throws(SystemError) -> kvm_regs {
         if useSyncRegs && syncValid { return run.pointee.s.regs.regs }
+        if let cachedRegs { return cachedRegs }
         var regs = kvm_regs()
         try sys("KVM_GET_REGS") { ckvm_ioctl_ptr(fd, CKVM_GET_REGS, &regs) }
+        cachedRegs = regs
         return regs
     }
 
@@ -128,18 +136,22 @@ public final class VCPU: @unchecked Sendable {
             return
         }
         var regs = regs
+        cachedRegs = nil
         try sys("KVM_SET_REGS") { ckvm_ioctl_ptr(fd, CKVM_SET_REGS, &regs) }
     }
 
     public func getSregs() throws(SystemError) -> kvm_sregs {
         if useSyncRegs && syncValid { return run.pointee.s.regs.sregs }
+        if let cachedSregs { return cachedSregs }
         var sregs = kvm_sregs()
         try sys("KVM_GET_SREGS") { ckvm_ioctl_ptr(fd, CKVM_GET_SREGS, &sregs) }
+        cachedSregs = sregs
         return sregs
     }
 
     public func setSregs(_ sregs: kvm_sregs) throws(SystemError) {
         var sregs = sregs
+        cachedSregs = nil
         try sys("KVM_SET_SREGS") { ckvm_ioctl_ptr(fd, CKVM_SET_SREGS, &sregs) }
         // Keep the sync copy coherent so the next getSregs sees what we wrote.
         if useSyncRegs && syncValid { run.pointee.s.regs.sregs = sregs }
