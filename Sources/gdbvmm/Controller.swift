@@ -90,6 +90,9 @@ final class Controller {
         var i = 1
         if let listener {
             if fds[i].revents != 0, let fd = listener.acceptDescriptor() {
+                // The current gdb may have gone already, with its last bytes still unread:
+                // finish with it before deciding that the newcomer is a second gdb.
+                drainConnection()
                 if session != nil {
                     // One gdb at a time; the first session is untouched.
                     refuseConnection(fd, message: "gdbvmm is already serving another gdb; detach that one first")
@@ -100,6 +103,20 @@ final class Controller {
             i += 1
         }
         if let connection, i < fds.count, fds[i].revents != 0, connection.readFD == fds[i].fd {
+            if let bytes = connection.receive() {
+                feed(bytes)
+            } else {
+                disconnected()
+            }
+        }
+    }
+
+    /// Reads and handles whatever the current connection has pending, down to its end if it
+    /// has closed.
+    private func drainConnection() {
+        while let connection {
+            var pfd = pollfd(fd: connection.readFD, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, 0) > 0 else { return }
             if let bytes = connection.receive() {
                 feed(bytes)
             } else {
