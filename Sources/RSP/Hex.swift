@@ -20,8 +20,8 @@ enum Hex {
     /// up-front reservation rather than any String work.
     static func append(_ bytes: some Collection<UInt8>, to out: inout [UInt8]) {
         out.reserveCapacity(out.count + 2 * bytes.count)
+        // SAFETY: both indices below are 4-bit values and the table has 16 entries.
         digits.withUnsafeBufferPointer { table in
-            // SAFETY: both indices are 4-bit values, and the table has 16 entries.
             for b in bytes {
                 out.append(table[Int(b >> 4)])
                 out.append(table[Int(b & 0xf)])

@@ -82,6 +82,7 @@ extension Controller {
         var text = "vCPU \(currentVCPU)\n"
         do {
             let d = try vcpu.getDebugRegs()
+            // SAFETY: kvm_debugregs.db is four u64s; the loads stay within it.
             let dr = withUnsafeBytes(of: d.db) { raw in (0..<4).map { raw.load(fromByteOffset: $0 * 8, as: UInt64.self) } }
             text += "dr0 \(hex(dr[0]))  dr1 \(hex(dr[1]))  dr2 \(hex(dr[2]))  dr3 \(hex(dr[3]))\n"
             text += "dr6 \(hex(d.dr6))  dr7 \(hex(d.dr7))\n"

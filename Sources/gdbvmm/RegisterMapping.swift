@@ -145,5 +145,6 @@ struct CPUState: Equatable {
 
 /// Compares two C structs byte for byte (they hold no pointers or padding we care about).
 func bytesEqual<T>(_ a: T, _ b: T) -> Bool {
+    // SAFETY: compares the bytes of two plain C struct values of the same type.
     withUnsafeBytes(of: a) { ra in withUnsafeBytes(of: b) { rb in ra.elementsEqual(rb) } }
 }

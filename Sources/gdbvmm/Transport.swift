@@ -28,6 +28,7 @@ final class Connection {
     func receive() -> [UInt8]? {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
+            // SAFETY: read(2) writes at most count bytes into the buffer.
             let n = buffer.withUnsafeMutableBytes { read(readFD, $0.baseAddress, $0.count) }
             if n > 0 { return Array(buffer[0..<n]) }
             if n == -1 && errno == EINTR { continue }
@@ -40,6 +41,7 @@ final class Connection {
     func send(_ bytes: [UInt8]) -> Bool {
         var offset = 0
         while offset < bytes.count {
+            // SAFETY: offset < count, so the pointer stays inside the buffer; write(2) only reads it.
             let n = bytes.withUnsafeBytes { write(writeFD, $0.baseAddress! + offset, $0.count - offset) }
             if n > 0 { offset += n; continue }
             if n == -1 && errno == EINTR { continue }
@@ -75,6 +77,7 @@ final class Listener {
                 Glibc.close(fd)
                 throw TransportError(description: "invalid IPv4 address '\(host)' in --gdb")
             }
+            // SAFETY: sockaddr_in starts with the sockaddr header bind(2) expects; the size is passed.
             let bound = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
             }
@@ -85,6 +88,7 @@ final class Listener {
             }
             var actual = sockaddr_in()
             var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            // SAFETY: getsockname(2) writes at most `length` bytes into the sockaddr_in.
             _ = withUnsafeMutablePointer(to: &actual) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
             }
@@ -108,9 +112,11 @@ final class Listener {
             }
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard fd >= 0 else { throw TransportError(description: "socket: \(String(cString: strerror(errno)))") }
+            // SAFETY: the path was checked to be shorter than sun_path, leaving its NUL terminator.
             withUnsafeMutableBytes(of: &address.sun_path) { raw in
                 for (i, byte) in path.utf8.enumerated() { raw[i] = byte }
             }
+            // SAFETY: sockaddr_un starts with the sockaddr header bind(2) expects; the size is passed.
             let bound = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
             }
@@ -161,6 +167,7 @@ func refuseConnection(_ fd: Int32, message: String) {
         var buffer = [UInt8](repeating: 0, count: 4096)
         // Read up to the end of the first packet: '#' and two checksum digits.
         while seen.count < 65536 {
+            // SAFETY: read(2) writes at most count bytes into the buffer.
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n <= 0 { break }
             seen += buffer[0..<n]
@@ -169,8 +176,10 @@ func refuseConnection(_ fd: Int32, message: String) {
         let payload = "E." + message
         let sum = payload.utf8.reduce(UInt8(0)) { $0 &+ $1 }
         let reply = Array("+$\(payload)#".utf8) + Array(String(format: "%02x", sum).utf8)
+        // SAFETY: write(2) reads count bytes of the reply buffer.
         _ = reply.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         shutdown(fd, Int32(SHUT_WR))
+        // SAFETY: read(2) writes at most count bytes into the buffer.
         while buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) > 0 {}
         close(fd)
     }

@@ -30,6 +30,7 @@ public final class VCPU: @unchecked Sendable {
         self.index = index
         self.fd = fd
         self.runBase = run
+        // SAFETY: the vCPU mapping starts with the kernel's kvm_run and lives until deinit.
         self.run = run.assumingMemoryBound(to: kvm_run.self)
         self.runSize = runSize
         self.vm = vm
@@ -80,6 +81,7 @@ public final class VCPU: @unchecked Sendable {
                                 size: Int(r.io.size), count: Int(r.io.count), dataOffset: Int(r.io.data_offset)))
         case KVM_EXIT_MMIO:
             var data: UInt64 = 0
+            // SAFETY: mmio.data is 8 bytes; the loop reads exactly those.
             withUnsafeBytes(of: r.mmio.data) { raw in
                 for i in 0..<8 { data |= UInt64(raw[i]) << (8 * UInt64(i)) }
             }
@@ -95,6 +97,7 @@ public final class VCPU: @unchecked Sendable {
             return .failEntry(reason: r.fail_entry.hardware_entry_failure_reason)
         case KVM_EXIT_INTERNAL_ERROR:
             let n = min(Int(r.internal.ndata), 16)
+            // SAFETY: internal.data holds 16 u64s and n <= 16.
             let data = withUnsafeBytes(of: r.internal.data) { raw in
                 (0..<n).map { raw.load(fromByteOffset: $0 * 8, as: UInt64.self) }
             }
@@ -113,6 +116,7 @@ public final class VCPU: @unchecked Sendable {
 
     /// Supplies the value an MMIO read returns, for the current `.mmio` exit.
     public func completeMMIORead(_ value: UInt64) {
+        // SAFETY: mmio.data is 8 bytes; the loop writes exactly those.
         withUnsafeMutableBytes(of: &run.pointee.mmio.data) { raw in
             for i in 0..<8 { raw[i] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(i))) }
         }
@@ -175,6 +179,7 @@ public final class VCPU: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: size)
         let request = size > 4096 ? CKVM_GET_XSAVE2 : CKVM_GET_XSAVE
         let fd = self.fd
+        // SAFETY: the buffer is the size KVM reports for the XSAVE image (at least 4 KiB).
         try sys("KVM_GET_XSAVE") { buffer.withUnsafeMutableBytes { ckvm_ioctl_ptr(fd, request, $0.baseAddress) } }
         return buffer
     }
@@ -182,6 +187,7 @@ public final class VCPU: @unchecked Sendable {
     public func setXSave(_ image: [UInt8]) throws(SystemError) {
         var buffer = image
         let fd = self.fd
+        // SAFETY: the buffer came from getXSave, so it has the size KVM expects.
         try sys("KVM_SET_XSAVE") { buffer.withUnsafeMutableBytes { ckvm_ioctl_ptr(fd, CKVM_SET_XSAVE, $0.baseAddress) } }
     }
 
@@ -255,6 +261,7 @@ public final class VCPU: @unchecked Sendable {
         if flags == guestDebugFlags && debugRegs == guestDebugRegs { return }
         var dbg = kvm_guest_debug()
         dbg.control = flags
+        // SAFETY: arch.debugreg is eight u64s; the loop stores exactly those.
         withUnsafeMutableBytes(of: &dbg.arch.debugreg) { raw in
             for i in 0..<8 { raw.storeBytes(of: i < debugRegs.count ? debugRegs[i] : 0, toByteOffset: i * 8, as: UInt64.self) }
         }

@@ -43,6 +43,7 @@ public final class VirtualMachine: @unchecked Sendable {
     public func createVCPU(index: Int) throws(SystemError) -> VCPU {
         let vcpufd = try sys("KVM_CREATE_VCPU \(index)") { ckvm_ioctl_int(fd, CKVM_CREATE_VCPU, UInt(index)) }
         let size = kvm.vcpuMmapSize
+        // SAFETY: checked against MAP_FAILED below; VCPU unmaps it in deinit.
         let mapping = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpufd, 0)
         guard let mapping, mapping != MAP_FAILED else {
             let e = errno

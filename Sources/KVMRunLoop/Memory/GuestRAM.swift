@@ -10,6 +10,7 @@ public final class GuestRAM: PhysicalMemory, @unchecked Sendable {
 
     public init(size: UInt64) throws(SystemError) {
         // MAP_NORESERVE: a large -m costs nothing until the guest touches the pages.
+        // SAFETY: checked against MAP_FAILED below; unmapped only in deinit, so `base` stays valid.
         let p = mmap(nil, Int(size), PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let p, p != MAP_FAILED else {
