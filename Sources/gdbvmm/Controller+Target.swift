@@ -28,7 +28,7 @@ extension Controller: Target {
         // translation follow that choice.
         currentVCPU = index
         do {
-            return try cpuState(index).registers
+            return try cachedRegisters(index).view
         } catch {
             throw .message("\(error)")
         }
@@ -38,12 +38,12 @@ extension Controller: Target {
         let index = try vcpuIndex(thread)
         do {
             let vcpu = machine.vcpu(index)
-            let old = try cpuState(index)
+            let old = try cachedRegisters(index).state
             var new = old
             new.update(from: registers)
             registerCache[index] = nil
             try new.write(to: vcpu, old: old)
-            registerCache[index] = new
+            registerCache[index] = CachedRegisters(state: new, view: new.registers)
         } catch {
             throw .message("\(error)")
         }
@@ -121,11 +121,12 @@ extension Controller: Target {
 
     func monitor(_ command: String) -> String { runMonitorCommand(command) }
 
-    private func cpuState(_ index: Int) throws(SystemError) -> CPUState {
+    private func cachedRegisters(_ index: Int) throws(SystemError) -> CachedRegisters {
         if let cached = registerCache[index] { return cached }
         let state = try CPUState(vcpu: machine.vcpu(index))
-        registerCache[index] = state
-        return state
+        let cached = CachedRegisters(state: state, view: state.registers)
+        registerCache[index] = cached
+        return cached
     }
 
     func restart() throws(TargetError) -> StopEvent {

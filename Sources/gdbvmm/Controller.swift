@@ -22,7 +22,7 @@ final class Controller {
     private var running = false
     /// Register state read since the vCPUs stopped: gdb asks for the same registers several
     /// times per stop (expedited in the stop reply, then `g`, `p`), and each read is 2 ioctls.
-    var registerCache: [Int: CPUState] = [:]
+    var registerCache: [Int: CachedRegisters] = [:]
 
     init(machine: Machine, options: Options) throws(TransportError) {
         self.machine = machine

@@ -143,6 +143,12 @@ struct CPUState: Equatable {
     }
 }
 
+/// A vCPU's registers as read at a stop, with gdb's view of them built once.
+struct CachedRegisters {
+    var state: CPUState
+    var view: X86_64Registers
+}
+
 /// Compares two C structs byte for byte (they hold no pointers or padding we care about).
 func bytesEqual<T>(_ a: T, _ b: T) -> Bool {
     // SAFETY: compares the bytes of two plain C struct values of the same type.
