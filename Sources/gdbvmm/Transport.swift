@@ -138,11 +138,6 @@ final class Listener {
         if let unixPath { unlink(unixPath) }
     }
 
-    func accept() -> Connection? {
-        guard let client = acceptDescriptor() else { return nil }
-        return Connection(readFD: client, writeFD: client, ownsFDs: true)
-    }
-
     func acceptDescriptor() -> Int32? {
         let client = Glibc.accept(fd, nil, nil)
         guard client >= 0 else { return nil }
