@@ -17,6 +17,9 @@ final class Connection {
     deinit { close() }
 
     private var closed = false
+    /// Reused for every read: a packet exchange should not allocate 64 KiB each time.
+    private var buffer = [UInt8](repeating: 0, count: 65536)
+
     func close() {
         guard ownsFDs, !closed else { return }
         closed = true
@@ -26,7 +29,6 @@ final class Connection {
 
     /// What is available now; nil at end of stream or on error (the peer went away).
     func receive() -> [UInt8]? {
-        var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             // SAFETY: read(2) writes at most count bytes into the buffer.
             let n = buffer.withUnsafeMutableBytes { read(readFD, $0.baseAddress, $0.count) }
