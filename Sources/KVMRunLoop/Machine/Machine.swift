@@ -176,10 +176,21 @@ public final class Machine: @unchecked Sendable {
 
     /// Resumes the named vCPUs; the others stay parked. A stop arrives through `stops`.
     public func resume(_ plan: [Int: RunMode]) throws(SystemError) {
-        try watches.apply()
-        let command = debugSetup()
+        if watches.isEmpty {
+            try watches.apply()
+        } else {
+            // The guests' page-table pages cannot be trapped (see WatchTraps): find them.
+            var tables: Set<UInt64> = []
+            for thread in threads {
+                guard let paging = try? thread.vcpu.pagingState() else { continue }
+                tables.formUnion(PageWalker.tablePages(paging: paging, memory: ram))
+            }
+            try watches.apply(tablePages: tables)
+        }
+        var command = debugSetup()
+        command.watchByStepping = watches.needsStepping
         for (index, mode) in plan.sorted(by: { $0.key < $1.key }) {
-            var c = command
+            var c: RunCommand = command
             c.mode = mode
             threads[index].resume(c)
         }
@@ -249,7 +260,7 @@ public final class Machine: @unchecked Sendable {
             flags |= UInt32(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP)
         }
         return RunCommand(mode: .run, debugFlags: flags, debugRegs: regs, hardwareBreakpoints: armed,
-                          blockIRQ: supportsBlockIRQ)
+                          blockIRQ: supportsBlockIRQ, watchByStepping: false)
     }
 
     // MARK: exits served on the vCPU threads

@@ -15,6 +15,8 @@ struct RunCommand: Sendable {
     /// (RF does not skip it on every host, see PLATFORM.md).
     var hardwareBreakpoints: [UInt64]
     var blockIRQ: Bool
+    /// A watch lies on a page-table page: run one instruction at a time and check after each.
+    var watchByStepping: Bool
 }
 
 /// The per-vCPU thread: parked until told to run, then KVM_RUN until something the controller
@@ -171,7 +173,8 @@ final class VCPUThread: @unchecked Sendable {
         try watches.setLifted(true)
         defer { try? watches.setLifted(false) }
         try vcpu.setGuestDebug(flags: debugFlags(cmd, stepping: true, hardware: false), debugRegs: cmd.debugRegs)
-        defer { try? vcpu.setGuestDebug(flags: debugFlags(cmd, stepping: cmd.mode == .step, hardware: true),
+        defer { try? vcpu.setGuestDebug(flags: debugFlags(cmd, stepping: cmd.mode == .step || cmd.watchByStepping,
+                                                          hardware: true),
                                          debugRegs: cmd.debugRegs) }
         stepping: while true {
             let exit = try vcpu.runOnce()
@@ -222,11 +225,18 @@ final class VCPUThread: @unchecked Sendable {
             let sregs = try vcpu.getSregs()
             steppingOver = cmd.hardwareBreakpoints.contains(sregs.cs.base &+ regs.rip)
         }
-        try vcpu.setGuestDebug(flags: debugFlags(cmd, stepping: cmd.mode == .step || steppingOver,
+        let alwaysStep = cmd.mode == .step || cmd.watchByStepping
+        try vcpu.setGuestDebug(flags: debugFlags(cmd, stepping: alwaysStep || steppingOver,
                                                  hardware: !steppingOver),
                                debugRegs: cmd.debugRegs)
+        // Watches checked by stepping: what the next instruction reads, and the watched bytes
+        // before it runs.
+        var stepCheck: (snapshot: [(WatchTraps.Piece, WatchKind, [UInt8])], reads: [MemoryAccess])?
         while true {
             if shouldStop { return .interrupted }
+            if cmd.watchByStepping && stepCheck == nil {
+                stepCheck = (machine.watches.steppedSnapshot(), try machine.decodedReads(vcpu: vcpu))
+            }
             let started = DispatchTime.now().uptimeNanoseconds
             let exit = try vcpu.runOnce()
             machine.statistics.record(vcpu: vcpu.index, exit: exit,
@@ -249,13 +259,21 @@ final class VCPUThread: @unchecked Sendable {
                         return .hardwareBreakpoint(slot: hit.trailingZeroBitCount)
                     }
                     if dr6 & (1 << 14) != 0 {
+                        if let check = stepCheck {
+                            stepCheck = nil
+                            if let (kind, address) = machine.watches.steppedHit(snapshot: check.snapshot, reads: check.reads) {
+                                return .watchpoint(kind, address: address)
+                            }
+                        }
                         if steppingOver {
                             steppingOver = false
                             if cmd.mode == .step { return .stepped }
-                            try vcpu.setGuestDebug(flags: debugFlags(cmd, stepping: false, hardware: true),
+                            try vcpu.setGuestDebug(flags: debugFlags(cmd, stepping: alwaysStep, hardware: true),
                                                    debugRegs: cmd.debugRegs)
                             continue
                         }
+                        if cmd.mode == .step { return .stepped }
+                        if cmd.watchByStepping { continue }
                         return .stepped
                     }
                     return .guestDebugTrap(exception: 1)

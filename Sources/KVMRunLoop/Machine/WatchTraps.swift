@@ -23,6 +23,10 @@ final class WatchTraps: @unchecked Sendable {
     private var installed: [Slot] = []
     /// Pages whose trap is lifted for one fallback single-step.
     private var lifted = false
+    /// Watched pages the CPU also reads as page tables: they cannot leave the memory slots (the
+    /// guest's own translation would fault), so their watches are checked by single-stepping.
+    private var steppedPages: Set<UInt64> = []
+    private var tablePages: Set<UInt64> = []
 
     init(ram: GuestRAM) {
         self.ram = ram
@@ -72,7 +76,7 @@ final class WatchTraps: @unchecked Sendable {
             for piece in watch.pieces {
                 let first = piece.physical >> 12
                 let last = (piece.physical + UInt64(piece.length) - 1) >> 12
-                for page in first...last {
+                for page in first...last where !tablePages.contains(page) {
                     if watch.kind == .write, modes[page] == nil { modes[page] = .readOnly } else if watch.kind != .write { modes[page] = .unmapped }
                 }
             }
@@ -102,10 +106,20 @@ final class WatchTraps: @unchecked Sendable {
 
     /// Brings KVM's memory slots in line with the watches; called before vCPUs resume, so that
     /// gdb's remove-all-on-stop / insert-all-on-resume habit costs no slot changes.
-    func apply() throws(SystemError) {
+    /// With `tablePages` given (page numbers of the guests' page tables), also recomputes which
+    /// watches must be checked by single-stepping.
+    func apply(tablePages newTablePages: Set<UInt64>? = nil) throws(SystemError) {
         slotLock.lock()
         defer { slotLock.unlock() }
         lock.lock()
+        if let newTablePages {
+            tablePages = newTablePages
+            steppedPages = Set(watches.flatMap { watch in
+                watch.pieces.flatMap { piece in
+                    Array((piece.physical >> 12)...((piece.physical + UInt64(piece.length) - 1) >> 12))
+                }
+            }).intersection(newTablePages)
+        }
         let wanted = lifted ? [Slot(start: 0, size: ram.size, readOnly: false)] : desiredLayout(pageModes())
         let current = installed
         lock.unlock()
@@ -129,6 +143,43 @@ final class WatchTraps: @unchecked Sendable {
         lifted = value
         lock.unlock()
         try apply()
+    }
+
+    /// Some watch lies on a page-table page: vCPUs must single-step and check after each step.
+    var needsStepping: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return !steppedPages.isEmpty && !watches.isEmpty
+    }
+
+    /// The bytes under write/access watches on stepped pages, before a step.
+    func steppedSnapshot() -> [(Piece, WatchKind, [UInt8])] {
+        lock.lock()
+        let pages = steppedPages
+        let list = watches
+        lock.unlock()
+        var result: [(Piece, WatchKind, [UInt8])] = []
+        for watch in list where watch.kind != .read {
+            for piece in watch.pieces where pages.contains(piece.physical >> 12) {
+                result.append((piece, watch.kind, (try? ram.read(at: piece.physical, count: piece.length)) ?? []))
+            }
+        }
+        return result
+    }
+
+    /// After a step: a changed byte under a stepped write/access watch, or a decoded read of a
+    /// stepped read/access watch.
+    func steppedHit(snapshot: [(Piece, WatchKind, [UInt8])], reads: [MemoryAccess]) -> (WatchKind, UInt64)? {
+        for (piece, kind, old) in snapshot {
+            let now = (try? ram.read(at: piece.physical, count: piece.length)) ?? []
+            if let i = old.indices.first(where: { $0 < now.count && old[$0] != now[$0] }) {
+                return (kind == .access ? .access : .write, piece.virtual + UInt64(i))
+            }
+        }
+        for access in reads {
+            if let hit = hitVirtual(address: access.address, length: access.size, reads: true) { return hit }
+        }
+        return nil
     }
 
     func isTrapped(physical: UInt64) -> Bool {
