@@ -41,6 +41,13 @@ struct CommandLineTests {
         #expect(r.stderr.contains("cr0 "))
     }
 
+    @Test("the guest's own int3 reaches its own IDT handler")
+    func guestInt3() {
+        let r = Harness.run([Harness.binary, Harness.guest("trap")])
+        #expect(r.stdout == "trap guest\ntrap guest done\n")
+        #expect(r.status == 7, "three breakpoints seen; stderr: \(r.stderr)")
+    }
+
     @Test("--serial file: and none")
     func serialDestinations() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-serial-\(UUID().uuidString)").path

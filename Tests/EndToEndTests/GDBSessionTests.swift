@@ -152,6 +152,23 @@ struct GDBSessionTests {
         #expect(o.vmmStatus == 33)
     }
 
+    @Test("gdb's breakpoints and the guest's own int3 coexist: the guest's go to its IDT")
+    func guestInt3WithBreakpoints() throws {
+        let o = try debugSession("trap", """
+            break on_breakpoint
+            continue
+            bt 2
+            continue
+            continue
+            print breakpoints_seen
+            continue
+            """)
+        expectInOrder(o.gdb.output, ["Breakpoint 1, on_breakpoint () at trap.c", "#1 ", "breakpoint_entry",
+                                     "Breakpoint 1, on_breakpoint", "Breakpoint 1, on_breakpoint", "$1 = 2",
+                                     "exited with code 07"])
+        #expect(o.vmmStatus == 7)
+    }
+
     @Test("inferior calls: print square(10), add(2, 3)")
     func inferiorCall() throws {
         let o = try debugSession("demo-elf64", """

@@ -244,6 +244,30 @@ public final class VCPU: @unchecked Sendable {
         return e
     }
 
+    public func setVCPUEvents(_ events: kvm_vcpu_events) throws(SystemError) {
+        var e = events
+        try sys("KVM_SET_VCPU_EVENTS") { ckvm_ioctl_ptr(fd, CKVM_SET_VCPU_EVENTS, &e) }
+    }
+
+    /// Delivers a breakpoint exception (#BP, a trap) to the guest for the int3 at RIP, injected on
+    /// the next entry. After a #BP exit (VMX/SVM) KVM knows the int3's length and pushes the
+    /// address after it itself; after an emulation failure it does not, so `advanceRIP` moves
+    /// RIP past the one-byte int3 first. Either way the guest's handler sees what an int3 pushes.
+    public func deliverGuestBreakpoint(advanceRIP: Bool) throws(SystemError) {
+        if advanceRIP {
+            var regs = try getRegs()
+            regs.rip &+= 1
+            try setRegs(regs)
+        }
+        var events = try getVCPUEvents()
+        events.exception.injected = 1
+        events.exception.nr = 3
+        events.exception.has_error_code = 0
+        events.exception.error_code = 0
+        events.flags = 0
+        try setVCPUEvents(events)
+    }
+
     public func setCPUID(_ entries: [kvm_cpuid_entry2]) throws(SystemError) {
         guard let buffer = ckvm_cpuid2_alloc(UInt32(entries.count)) else {
             throw SystemError("allocating a CPUID buffer", errno: ENOMEM)

@@ -317,6 +317,13 @@ public final class Machine: @unchecked Sendable {
         return decoded?.accesses.filter(\.isRead) ?? []
     }
 
+    /// The byte at `linear` is an int3 of the guest's own (not one we planted).
+    func isGuestInt3(vcpu: VCPU, linear: UInt64) throws -> Bool {
+        guard let t = PageWalker.translate(linear, paging: try vcpu.pagingState(), memory: ram),
+              let byte = try? ram.read(at: t.physical, count: 1).first else { return false }
+        return byte == 0xCC && !breakpoints.contains(physical: t.physical)
+    }
+
     func isPlantedBreakpoint(vcpu: VCPU, linear: UInt64) throws -> Bool {
         guard let physical = PageWalker.translate(linear, paging: try vcpu.pagingState(), memory: ram) else {
             return false

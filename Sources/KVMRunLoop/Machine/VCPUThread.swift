@@ -279,8 +279,11 @@ final class VCPUThread: @unchecked Sendable {
                     return .guestDebugTrap(exception: 1)
                 }
                 if exception == 3 {
-                    return try machine.isPlantedBreakpoint(vcpu: vcpu, linear: pc)
-                        ? .softwareBreakpoint : .guestDebugTrap(exception: 3)
+                    if try machine.isPlantedBreakpoint(vcpu: vcpu, linear: pc) { return .softwareBreakpoint }
+                    // The guest's own int3 (KVM intercepts every #BP while we use software
+                    // breakpoints): hand it to the guest's IDT, as it would run without us.
+                    try vcpu.deliverGuestBreakpoint(advanceRIP: false)
+                    continue
                 }
                 return .guestDebugTrap(exception: exception)
             case .shutdown:
@@ -295,6 +298,12 @@ final class VCPUThread: @unchecked Sendable {
                     let sregs = try vcpu.getSregs()
                     if try machine.isPlantedBreakpoint(vcpu: vcpu, linear: sregs.cs.base &+ regs.rip) {
                         return .softwareBreakpoint
+                    }
+                    // Some hosts cannot emulate an int3 at CPL0 at all (PLATFORM.md): deliver the
+                    // guest's own breakpoint exception to its IDT ourselves.
+                    if try machine.isGuestInt3(vcpu: vcpu, linear: sregs.cs.base &+ regs.rip) {
+                        try vcpu.deliverGuestBreakpoint(advanceRIP: true)
+                        continue
                     }
                     // KVM cannot fetch code (or walk page tables) from a page we trapped for a
                     // watchpoint: run that one instruction with the traps lifted.
