@@ -36,9 +36,11 @@ func runVMM(_ options: Options) -> Int32 {
     }
     let machine: Machine
     do {
+        // GDBVMM_KVM_DEVICE names another KVM device node (a container's, or a test's).
+        let kvmPath = ProcessInfo.processInfo.environment["GDBVMM_KVM_DEVICE"] ?? "/dev/kvm"
         machine = try Machine(MachineConfiguration(
             image: [UInt8](data), memorySize: options.memory, cpuCount: options.cpus,
-            commandLine: options.commandLine, serial: serial))
+            commandLine: options.commandLine, serial: serial, kvmPath: kvmPath))
     } catch {
         return fail("\(error)")
     }

@@ -72,6 +72,21 @@ struct CommandLineTests {
         #expect(r.stderr.contains("--help"))
     }
 
+    @Test("a missing or unusable KVM device exits 2 and says what to do")
+    func missingKVM() throws {
+        let missing = Harness.run(["env", "GDBVMM_KVM_DEVICE=/nonexistent/kvm", Harness.binary, Harness.guest("demo-elf64")])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("/nonexistent/kvm does not exist"))
+        #expect(missing.stderr.contains("modprobe kvm_intel or kvm_amd"))
+        let notKVM = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-not-kvm-\(UUID().uuidString)")
+        try Data("x".utf8).write(to: notKVM)
+        defer { try? FileManager.default.removeItem(at: notKVM) }
+        let wrong = Harness.run(["env", "GDBVMM_KVM_DEVICE=\(notKVM.path)", Harness.binary, Harness.guest("demo-elf64")])
+        #expect(wrong.status == 2)
+        #expect(wrong.stderr.contains("cannot use \(notKVM.path)"))
+        #expect(wrong.stdout.isEmpty)
+    }
+
     @Test("help and version")
     func helpAndVersion() {
         let help = Harness.run([Harness.binary, "--help"])
