@@ -8,18 +8,18 @@ import RSP
 final class Controller {
     let machine: Machine
     let options: Options
-    private let listener: Listener?
-    private var connection: Connection?
-    private(set) var session: Session?
+    let listener: Listener?
+    var connection: Connection?
+    var session: Session?
     /// The vCPU gdb last heard about; Ctrl-C reports it, breakpoints translate through it.
     var currentVCPU = 0
     /// Set when the process should end with this status.
-    private var finalStatus: Int32?
-    private var interruptRequested = false
+    var finalStatus: Int32?
+    var interruptRequested = false
     /// A stop decided without running anything (e.g. resuming a crashed vCPU).
-    private var syntheticStop: StopEvent?
+    var syntheticStop: StopEvent?
     /// After `D`, or with no gdb at all: the guest runs on its own and its end ends gdbvmm.
-    private var running = false
+    var running = false
     /// Register state read since the vCPUs stopped: gdb asks for the same registers several
     /// times per stop (expedited in the stop reply, then `g`, `p`), and each read is 2 ioctls.
     var registerCache: [Int: CachedRegisters] = [:]
@@ -155,7 +155,7 @@ final class Controller {
         if session.isClosed { sessionEnded() }
     }
 
-    private func deliver(_ event: StopEvent) {
+    func deliver(_ event: StopEvent) {
         guard let session, let connection else { return }
         let bytes = session.targetStopped(event)
         if !bytes.isEmpty && !connection.send(bytes) { disconnected(); return }
@@ -163,7 +163,7 @@ final class Controller {
     }
 
     /// The session is over by protocol (`D`, `k`, `W`): act on what ended it.
-    private func sessionEnded() {
+    func sessionEnded() {
         connection?.close()
         connection = nil
         session = nil
@@ -186,110 +186,6 @@ final class Controller {
         }
         try? machine.removeAllBreakpoints()
         if options.gdb == .stdio && finalStatus == nil { finalStatus = 0 }
-    }
-
-    // MARK: stops
-
-    private func handleStops() {
-        let stops = machine.stops.drain()
-        if stops.isEmpty { return }
-        guard let session, session.isRunning else {
-            for (vcpu, stop) in stops { absorbWhileDetached(vcpu: vcpu, stop: stop) }
-            return
-        }
-        for (vcpu, stop) in stops { machine.note(stop, vcpu: vcpu) }
-        // A halted vCPU alone is not news for gdb while others still run.
-        let reportable = stops.filter { $0.stop != .halted && $0.stop != .interrupted }
-        if reportable.isEmpty && !interruptRequested {
-            if allHalted { finishAttached(status: 0) }
-            return
-        }
-        // All-stop: everyone parks before gdb hears of the stop.
-        machine.pauseAll()
-        var all = stops + machine.stops.drain()
-        for (vcpu, stop) in all.dropFirst(stops.count) { machine.note(stop, vcpu: vcpu) }
-        all = all.filter { $0.stop != .interrupted && $0.stop != .halted }
-        if let exit = all.first(where: { if case .exit = $0.stop { return true }; return false }),
-           case .exit(let status) = exit.stop {
-            finishAttached(status: status)
-            return
-        }
-        let chosen = all.first(where: { if case .crash = $0.stop { return true }; return false }) ?? all.first
-        interruptRequested = false
-        guard let (vcpu, stop) = chosen else {
-            if allHalted { finishAttached(status: 0); return }
-            deliver(.stopped(thread: currentVCPU + 1, signal: GDBSignal.sigint, reason: .none))
-            return
-        }
-        currentVCPU = vcpu
-        deliver(event(for: stop, vcpu: vcpu))
-    }
-
-    /// Every vCPU sits in HLT with interrupts off: the guest is done (status 0).
-    private func allHaltedWhileRunning() {
-        machine.pauseAll()
-        _ = machine.stops.drain()
-        if session != nil { finishAttached(status: 0) } else { finalStatus = 0 }
-    }
-
-    private var allHalted: Bool {
-        machine.status.contains(.halted)
-            && machine.status.allSatisfy { $0 == .halted || $0 == .waitingForSIPI }
-    }
-
-    func event(for stop: VCPUStop, vcpu: Int) -> StopEvent {
-        let thread = vcpu + 1
-        switch stop {
-        case .softwareBreakpoint: return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .softwareBreakpoint)
-        case .hardwareBreakpoint: return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .hardwareBreakpoint)
-        case .stepped, .guestDebugTrap, .halted: return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .none)
-        case .watchpoint(let kind, let address):
-            switch kind {
-            case .write: return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .watch(address: address))
-            case .read: return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .readWatch(address: address))
-            case .access: return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .accessWatch(address: address))
-            }
-        case .interrupted: return .stopped(thread: thread, signal: GDBSignal.sigint, reason: .none)
-        case .exit(let status): return .exited(status: UInt8(truncatingIfNeeded: status))
-        case .crash(let crash):
-            reportCrash(crash, vcpu: vcpu)
-            return .stopped(thread: thread, signal: signal(for: crash), reason: .none)
-        }
-    }
-
-    func signal(for crash: Crash) -> UInt8 {
-        crash.kind == .emulationFailure ? GDBSignal.sigill : GDBSignal.sigsegv
-    }
-
-    private func finishAttached(status: Int32) {
-        guard let session else { finalStatus = status; return }
-        deliver(.exited(status: UInt8(truncatingIfNeeded: status)))
-        if !session.isExtended {
-            finalStatus = status & 0xFF
-        } else {
-            // extended-remote keeps the server for the next `run`.
-            registerCache.removeAll()
-            try? machine.reset()
-        }
-    }
-
-    /// Stops that arrive with no gdb to tell (free running, or collected while attaching).
-    private func absorbWhileDetached(vcpu: Int, stop: VCPUStop) {
-        machine.note(stop, vcpu: vcpu)
-        switch stop {
-        case .exit(let status):
-            finalStatus = status & 0xFF
-        case .crash(let crash):
-            reportCrash(crash, vcpu: vcpu)
-            if session == nil && connection == nil && (listener == nil || running) { finalStatus = 4 }
-        case .halted:
-            if allHalted { finalStatus = 0 }
-        case .interrupted:
-            break
-        case .softwareBreakpoint, .hardwareBreakpoint, .stepped, .watchpoint, .guestDebugTrap:
-            // A leftover from a session that just ended: carry on if we are running freely.
-            if running { try? machine.resume([vcpu: .run]) }
-        }
     }
 
     // MARK: resuming
@@ -373,43 +269,4 @@ final class Controller {
         try? machine.removeAllBreakpoints()
         resumeFreely()
     }
-
-    // MARK: crash reports
-
-    func reportCrash(_ crash: Crash, vcpu: Int) {
-        var text = "gdbvmm: guest crashed on vCPU \(vcpu): \(crash)\n"
-        if let state = try? CPUState(vcpu: machine.vcpu(vcpu)) {
-            text += registerDump(state)
-        }
-        FileHandle.standardError.write(Data(text.utf8))
-    }
-}
-
-func hex(_ value: UInt64, width: Int = 16) -> String {
-    let digits = String(value, radix: 16)
-    return "0x" + String(repeating: "0", count: max(0, width - digits.count)) + digits
-}
-
-/// The vCPU registers a crash report shows: enough to find the faulting code without gdb.
-func registerDump(_ s: CPUState) -> String {
-    let r = s.regs
-    let rows: [(String, UInt64)] = [
-        ("rax", r.rax), ("rbx", r.rbx), ("rcx", r.rcx), ("rdx", r.rdx),
-        ("rsi", r.rsi), ("rdi", r.rdi), ("rbp", r.rbp), ("rsp", r.rsp),
-        ("r8", r.r8), ("r9", r.r9), ("r10", r.r10), ("r11", r.r11),
-        ("r12", r.r12), ("r13", r.r13), ("r14", r.r14), ("r15", r.r15),
-        ("rip", r.rip), ("rflags", r.rflags),
-        ("cr0", s.sregs.cr0), ("cr2", s.sregs.cr2), ("cr3", s.sregs.cr3), ("cr4", s.sregs.cr4),
-        ("efer", s.sregs.efer),
-    ]
-    var text = ""
-    for (i, (name, value)) in rows.enumerated() {
-        text += name.padding(toLength: 7, withPad: " ", startingAt: 0) + hex(value)
-        text += i % 4 == 3 || i == rows.count - 1 ? "\n" : "   "
-    }
-    let cs = s.sregs.cs
-    text += "cs     sel 0x\(String(cs.selector, radix: 16)) base \(hex(cs.base)) \(cs.l != 0 ? "64-bit" : cs.db != 0 ? "32-bit" : "16-bit")"
-    text += "   gdt \(hex(s.sregs.gdt.base)) limit 0x\(String(s.sregs.gdt.limit, radix: 16))"
-    text += "   idt \(hex(s.sregs.idt.base)) limit 0x\(String(s.sregs.idt.limit, radix: 16))\n"
-    return text
 }

@@ -1,0 +1,58 @@
+/// Software and hardware breakpoints and watchpoints, as gdb plants and removes them.
+extension Machine {
+    public enum BreakpointError: Error, Sendable, Equatable { case unmapped, noFreeSlot }
+
+    public func insertSoftwareBreakpoint(at address: UInt64, vcpu index: Int) throws -> Void {
+        guard let physical = try translate(address, vcpu: index), physical < ram.size else {
+            throw BreakpointError.unmapped
+        }
+        if breakpoints.physical(forVirtual: address) != nil { return }
+        let original = try ram.read(at: physical, count: 1)[0]
+        if breakpoints.insert(virtual: address, physical: physical, original: original) {
+            try ram.write([0xCC], at: physical)
+        }
+    }
+
+    public func removeSoftwareBreakpoint(at address: UInt64) {
+        if let (physical, original) = breakpoints.remove(virtual: address) {
+            try? ram.write([original], at: physical)
+        }
+    }
+
+    public func insertHardwareBreakpoint(at address: UInt64) throws(BreakpointError) {
+        if hardwareBreakpoints.contains(address) { return }
+        guard let slot = hardwareBreakpoints.firstIndex(where: { $0 == nil }) else { throw .noFreeSlot }
+        hardwareBreakpoints[slot] = address
+    }
+
+    public func removeHardwareBreakpoint(at address: UInt64) {
+        if let slot = hardwareBreakpoints.firstIndex(of: address) { hardwareBreakpoints[slot] = nil }
+    }
+
+    /// Removes every breakpoint and watchpoint: on detach and when gdb goes away.
+    public func removeAllBreakpoints() throws(SystemError) {
+        for (virtual, _) in breakpoints.all { removeSoftwareBreakpoint(at: virtual) }
+        hardwareBreakpoints = [nil, nil, nil, nil]
+        try watches.removeAll()
+    }
+
+    // MARK: watchpoints
+
+    public func insertWatchpoint(_ kind: WatchKind, at address: UInt64, length: Int, vcpu index: Int) throws {
+        guard length > 0, length <= 1 << 20 else { throw BreakpointError.unmapped }
+        var ranges: [(virtual: UInt64, physical: UInt64, length: Int)] = []
+        var offset = 0
+        while offset < length {
+            let cursor = address &+ UInt64(offset)
+            let chunk = min(Int(0x1000 - (cursor & 0xFFF)), length - offset)
+            guard let physical = try translate(cursor, vcpu: index) else { throw BreakpointError.unmapped }
+            ranges.append((cursor, physical, chunk))
+            offset += chunk
+        }
+        try watches.insert(kind, virtual: address, length: length, pieces: ranges)
+    }
+
+    public func removeWatchpoint(_ kind: WatchKind, at address: UInt64, length: Int) throws {
+        try watches.remove(kind, virtual: address, length: length)
+    }
+}
