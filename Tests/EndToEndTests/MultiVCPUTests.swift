@@ -116,4 +116,18 @@ struct MultiVCPUTests {
         #expect(o.vmmStatus == 5, "stderr: \(o.vmmStderr)")
         #expect(o.vmmStdout.contains("smp-multiboot: 2 cpus online"))
     }
+
+    @Test("with the in-kernel irqchip, a guest whose vCPUs all sit in HLT with interrupts off ends with status 0")
+    func allHaltedWithIRQChip() throws {
+        // Two vCPUs make the multiboot guest use KVM's irqchip, which keeps HLT in the kernel:
+        // gdbvmm has to notice the halted guest by asking the vCPUs.
+        let o = try debugSession("demo-multiboot32", """
+            break guest_exit
+            continue
+            set var $pc = halt_forever
+            continue
+            """, vmmArguments: ["--cpus", "2"])
+        expectInOrder(o.gdb.output, ["hit Breakpoint 1, guest_exit", "[Inferior 1 (Remote target) exited normally]"])
+        #expect(o.vmmStatus == 0)
+    }
 }
