@@ -210,6 +210,26 @@ struct GDBSessionTests {
                             "0x1234", "= 7"])
     }
 
+    @Test("register writes KVM refuses (CR0 without paging in long mode, EFER without LME) get an error; nothing changes")
+    func refusedRegisterWrites() throws {
+        let o = try debugSession("demo-elf64", """
+            break compute
+            continue
+            maint packet P3c=0100000000000000
+            maint packet p3c
+            maint packet P41=0000000000000000
+            maint packet p41
+            stepi
+            bt 1
+            delete
+            continue
+            """)
+        expectInOrder(o.gdb.output, ["Breakpoint 1, compute", "received: \"E01\"", "received: \"3300058000000000\"",
+                                     "received: \"E01\"", "received: \"0005000000000000\"",
+                                     "in compute (n=5)", "exited with code 041"])
+        #expect(o.vmmStatus == 33)
+    }
+
     @Test("Ctrl-C (interrupt) stops a spinning guest, which continues afterwards")
     func interrupt() throws {
         let o = try debugSession("demo-elf64", """
