@@ -23,10 +23,13 @@ final class Controller {
     /// Register state read since the vCPUs stopped: gdb asks for the same registers several
     /// times per stop (expedited in the stop reply, then `g`, `p`), and each read is 2 ioctls.
     var registerCache: [Int: CachedRegisters] = [:]
+    /// Standard input feeds the guest's serial port while it is the console (until its end).
+    var consoleInput: Int32?
 
     init(machine: Machine, options: Options) throws(TransportError) {
         self.machine = machine
         self.options = options
+        consoleInput = options.serial == .stdio && options.gdb != .stdio ? 0 : nil
         if let endpoint = options.gdb, endpoint != .stdio {
             listener = try Listener(endpoint)
         } else {
@@ -68,6 +71,11 @@ final class Controller {
         var fds = [pollfd(fd: machine.stops.eventFD, events: Int16(POLLIN), revents: 0)]
         if let listener { fds.append(pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0)) }
         if let connection { fds.append(pollfd(fd: connection.readFD, events: Int16(POLLIN), revents: 0)) }
+        // A terminal is read only while gdbvmm is in its foreground (`gdbvmm -s -S k &` is a
+        // QEMU habit): reading from the background would stop us with SIGTTIN.
+        if let consoleInput, isatty(consoleInput) == 0 || tcgetpgrp(consoleInput) == getpgrp() {
+            fds.append(pollfd(fd: consoleInput, events: Int16(POLLIN), revents: 0))
+        }
         // With the in-kernel irqchip HLT never reaches us: look for an all-halted guest now and then.
         let probing = machine.hasIRQChip && !machine.allParked && (session == nil || session?.isRunning == true)
         // gdb sends its next packet within tens of microseconds of our reply, and sleeping in
@@ -102,11 +110,24 @@ final class Controller {
             }
             i += 1
         }
-        if let connection, i < fds.count, fds[i].revents != 0, connection.readFD == fds[i].fd {
-            if let bytes = connection.receive() {
-                feed(bytes)
-            } else {
-                disconnected()
+        if let connection, i < fds.count, connection.readFD == fds[i].fd {
+            if fds[i].revents != 0 {
+                if let bytes = connection.receive() {
+                    feed(bytes)
+                } else {
+                    disconnected()
+                }
+            }
+            i += 1
+        }
+        if let consoleInput, i < fds.count, fds[i].fd == consoleInput, fds[i].revents != 0 {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            // SAFETY: read(2) writes at most count bytes into the buffer.
+            let n = buffer.withUnsafeMutableBytes { read(consoleInput, $0.baseAddress, $0.count) }
+            if n > 0 {
+                machine.serialInput(Array(buffer[0..<n]))
+            } else if n == 0 || errno != EINTR {
+                self.consoleInput = nil
             }
         }
     }

@@ -48,6 +48,13 @@ struct CommandLineTests {
         #expect(r.status == 7, "three breakpoints seen; stderr: \(r.stderr)")
     }
 
+    @Test("standard input reaches the guest's serial receiver")
+    func consoleInput() {
+        let r = Harness.run([Harness.binary, Harness.guest("echo")], stdin: "hello gdbvmm\nignored\n")
+        #expect(r.stdout == "echo guest: type a line\nyou typed: hello gdbvmm\n")
+        #expect(r.status == 25, "12 characters: (12 << 1) | 1")
+    }
+
     @Test("--serial file: and none")
     func serialDestinations() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-serial-\(UUID().uuidString)").path

@@ -54,6 +54,7 @@ public final class Machine: @unchecked Sendable {
     let kvm: Kvm
     let vm: VirtualMachine
     let bus: PortBus
+    let serial: Serial16550
     var threads: [VCPUThread] = []
     let breakpoints = BreakpointTable()
     let watches: WatchTraps
@@ -97,7 +98,7 @@ public final class Machine: @unchecked Sendable {
             throw .image(error)
         }
         statistics = ExitStatistics(vcpuCount: configuration.cpuCount)
-        let serial = Serial16550(sink: configuration.serial)
+        serial = Serial16550(sink: configuration.serial)
         bus = PortBus(devices: [
             (0x3F8...0x3FF, serial),
             (0xF4...0xF4, DebugExit()),
@@ -171,6 +172,11 @@ public final class Machine: @unchecked Sendable {
     }
 
     public func vcpu(_ index: Int) -> VCPU { threads[index].vcpu }
+
+    /// Console input for the guest: queued in the UART's receiver for the guest to read.
+    public func serialInput(_ bytes: [UInt8]) {
+        serial.receive(bytes)
+    }
 
     // MARK: running and stopping
 
