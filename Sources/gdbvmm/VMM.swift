@@ -12,7 +12,8 @@ func fail(_ message: String, status: Int32 = 2) -> Int32 {
     return status
 }
 
-/// Builds the machine from the options and runs it to its end; returns the exit status.
+/// Builds the machine from the options and runs it to its end, then exits with the guest's
+/// status; returns only the status of a failure to start.
 func runVMM(_ options: Options) -> Int32 {
     guard let data = FileManager.default.contents(atPath: options.guest) else {
         var isDirectory: ObjCBool = false
@@ -46,7 +47,10 @@ func runVMM(_ options: Options) -> Int32 {
     }
     do {
         let controller = try Controller(machine: machine, options: options)
-        return controller.run()
+        let status = controller.run()
+        // vCPU threads may still be running (halted, or parked mid-exit) and refer to the
+        // machine: end the process while it is alive rather than tear it down under them.
+        withExtendedLifetime(machine) { exit(status) }
     } catch {
         return fail("\(error)")
     }

@@ -25,6 +25,16 @@ struct CommandLineTests {
         #expect(r.status == 33)
     }
 
+    @Test("64 vCPUs: the guest's exit ends the process cleanly while the other vCPUs still run",
+          arguments: ["demo-elf64", "demo-multiboot"])
+    func manyVCPUs(guest: String) {
+        for _ in 0..<3 {
+            let r = Harness.run([Harness.binary, "--cpus", "64", "--serial", "none", Harness.guest(guest)])
+            #expect(r.status == 33)
+            #expect(r.stderr.isEmpty, "stderr: \(r.stderr)")
+        }
+    }
+
     @Test("all vCPUs halted with interrupts off ends the VM with status 0")
     func halt() {
         let r = Harness.run([Harness.binary, Harness.guest("halt")])
