@@ -28,7 +28,12 @@ extension Controller {
             finishAttached(status: status)
             return
         }
-        let chosen = all.first(where: { if case .crash = $0.stop { return true }; return false }) ?? all.first
+        // A crash first; otherwise, when several vCPUs stopped at once, the next one after the
+        // vCPU reported last, so a busy breakpoint cannot starve the others (the ones not
+        // reported re-execute their int3 and stop again).
+        let count = machine.vcpuCount
+        let chosen = all.first(where: { if case .crash = $0.stop { return true }; return false })
+            ?? all.min(by: { ($0.vcpu - currentVCPU - 1 + count) % count < ($1.vcpu - currentVCPU - 1 + count) % count })
         interruptRequested = false
         guard let (vcpu, stop) = chosen else {
             if allHalted { finishAttached(status: 0); return }
