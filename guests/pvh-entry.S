@@ -1,19 +1,10 @@
 /* pvh-entry.S: PVH entry of the pvh guest. The ELF note XEN_ELFNOTE_PHYS32_ENTRY (type 18,
  * name "Xen") tells the loader where to enter: 32-bit protected mode, paging off, flat
  * segments, EBX = physical address of the hvm_start_info structure. */
-#define XEN_ELFNOTE_PHYS32_ENTRY 18
+#include "pvh-note.h"
 
     .cfi_sections .debug_frame      /* CFI for gdb, not .eh_frame */
 
-    .section .note.Xen, "a", @note
-    .p2align 2
-    .long 2f - 1f                   /* namesz */
-    .long 4f - 3f                   /* descsz */
-    .long XEN_ELFNOTE_PHYS32_ENTRY  /* type */
-1:  .asciz "Xen"
-2:  .p2align 2
-3:  .long pvh_start                 /* desc: the 32-bit entry point */
-4:  .p2align 2
 
     .section .text.entry, "ax"
     .code32
