@@ -113,11 +113,11 @@ import Glibc
 
 @Suite struct MiscDeviceTests {
     @Test func debugExitStatus() {
-        #expect(DebugExit.status(for: 0) == 1)
-        #expect(DebugExit.status(for: 1) == 3)
-        #expect(DebugExit.status(for: 0x10) == 0x21)
-        #expect(DebugExit.status(for: 0xFFFF_FFFF) == -1)
-        let bus = PortBus(devices: [(0xF4...0xF4, DebugExit())])
+        #expect(ISADebugExit.status(for: 0) == 1)
+        #expect(ISADebugExit.status(for: 1) == 3)
+        #expect(ISADebugExit.status(for: 0x10) == 0x21)
+        #expect(ISADebugExit.status(for: 0xFFFF_FFFF) == -1)
+        let bus = PortBus(devices: [(0xF4...0xF4, ISADebugExit())])
         #expect(bus.write(port: 0xF4, size: 1, value: 0x31) == .exit(status: 0x63))
         #expect(bus.write(port: 0xF4, size: 1, value: 0x1FF) == .exit(status: 0x1FF))  // masked to 0xFF first
         #expect(bus.write(port: 0xF4, size: 4, value: 0x100) == .exit(status: 0x201))
@@ -142,7 +142,7 @@ import Glibc
     }
 
     @Test func unclaimedPorts() {
-        let bus = PortBus(devices: [(0xF4...0xF4, DebugExit())])
+        let bus = PortBus(devices: [(0xF4...0xF4, ISADebugExit())])
         #expect(bus.read(port: 0x80, size: 1) == 0xFF)
         #expect(bus.read(port: 0x80, size: 2) == 0xFFFF)
         #expect(bus.read(port: 0x80, size: 4) == 0xFFFF_FFFF)

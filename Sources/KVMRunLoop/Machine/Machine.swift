@@ -101,7 +101,7 @@ public final class Machine: @unchecked Sendable {
         serial = Serial16550(sink: configuration.serial)
         bus = PortBus(devices: [
             (0x3F8...0x3FF, serial),
-            (0xF4...0xF4, DebugExit()),
+            (0xF4...0xF4, ISADebugExit()),
             (0xE9...0xE9, DebugConsole(sink: configuration.serial)),
             (0x604...0x605, PowerOff()),
         ])
