@@ -49,6 +49,39 @@ final class Controller {
         return isELF32 ? .i386 : .x86_64
     }
 
+    // MARK: what the event loop asks of the VM
+
+    /// Readable when a vCPU has posted a stop: the event loop then calls `handleStops`.
+    var stopEventFD: Int32 { machine.stops.eventFD }
+
+    /// With the in-kernel irqchip HLT never reaches us: while the guest runs on its own or for
+    /// gdb, the event loop wakes every 200 ms and calls `probeForAllHalted`.
+    var wantsHaltProbe: Bool {
+        machine.hasIRQChip && !machine.allParked && (session == nil || session?.isRunning == true)
+    }
+
+    func probeForAllHalted() {
+        if machine.probeAllHalted() { allHaltedWhileRunning() }
+    }
+
+    /// Parks every vCPU (a gdb arrives, or left while the guest ran); what they were doing is
+    /// absorbed as if no gdb were attached.
+    func pauseEverything() {
+        guard !machine.allParked else { return }
+        machine.pauseAll()
+        for (vcpu, stop) in machine.stops.drain() { absorbWhileDetached(vcpu: vcpu, stop: stop) }
+    }
+
+    /// The stop a newly attached gdb is told about: a crashed vCPU if there is one.
+    func stopForNewSession() -> StopEvent {
+        if let crashed = machine.status.firstIndex(where: { if case .crashed = $0 { return true }; return false }),
+           case .crashed(let crash) = machine.status[crashed] {
+            currentVCPU = crashed
+            return .stopped(thread: crashed + 1, signal: signal(for: crash), reason: .none)
+        }
+        return .stopped(thread: currentVCPU + 1, signal: GDBSignal.sigtrap, reason: .none)
+    }
+
     // MARK: resuming
 
     /// Runs every runnable vCPU with no debugger watching (no gdb, or after `D`).

@@ -25,7 +25,7 @@ extension Controller {
     // MARK: the event loop
 
     private func waitAndDispatch() {
-        var fds = [pollfd(fd: machine.stops.eventFD, events: Int16(POLLIN), revents: 0)]
+        var fds = [pollfd(fd: stopEventFD, events: Int16(POLLIN), revents: 0)]
         if let listener { fds.append(pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0)) }
         if let connection { fds.append(pollfd(fd: connection.readFD, events: Int16(POLLIN), revents: 0)) }
         // A terminal is read only while gdbvmm is in its foreground (`gdbvmm -s -S k &` is a
@@ -34,7 +34,7 @@ extension Controller {
             fds.append(pollfd(fd: consoleInput, events: Int16(POLLIN), revents: 0))
         }
         // With the in-kernel irqchip HLT never reaches us: look for an all-halted guest now and then.
-        let probing = machine.hasIRQChip && !machine.allParked && (session == nil || session?.isRunning == true)
+        let probing = wantsHaltProbe
         // gdb sends its next packet within tens of microseconds of our reply, and sleeping in
         // poll costs a wake-up that is expensive on a nested host: spin briefly first.
         var n: Int32 = 0
@@ -47,7 +47,7 @@ extension Controller {
         if n == 0 { n = poll(&fds, nfds_t(fds.count), probing ? 200 : -1) }
         if n < 0 { return }
         if n == 0 {
-            if probing && machine.probeAllHalted() { allHaltedWhileRunning() }
+            if probing { probeForAllHalted() }
             return
         }
         if fds[0].revents != 0 { handleStops() }
@@ -108,18 +108,9 @@ extension Controller {
         connection = incoming
         registerCache.removeAll()
         running = false
-        if !machine.allParked {
-            machine.pauseAll()
-            for (vcpu, stop) in machine.stops.drain() { absorbWhileDetached(vcpu: vcpu, stop: stop) }
-            if finalStatus != nil { return }
-        }
-        var initial = StopEvent.stopped(thread: currentVCPU + 1, signal: GDBSignal.sigtrap, reason: .none)
-        if let crashed = machine.status.firstIndex(where: { if case .crashed = $0 { return true }; return false }),
-           case .crashed(let crash) = machine.status[crashed] {
-            currentVCPU = crashed
-            initial = .stopped(thread: crashed + 1, signal: signal(for: crash), reason: .none)
-        }
-        session = Session(target: self, initialStop: initial, architecture: architecture)
+        pauseEverything()
+        if finalStatus != nil { return }
+        session = Session(target: self, initialStop: stopForNewSession(), architecture: architecture)
     }
 
     private func feed(_ bytes: [UInt8]) {
@@ -158,10 +149,7 @@ extension Controller {
         connection?.close()
         connection = nil
         session = nil
-        if wasRunning {
-            machine.pauseAll()
-            for (vcpu, stop) in machine.stops.drain() { absorbWhileDetached(vcpu: vcpu, stop: stop) }
-        }
+        if wasRunning { pauseEverything() }
         try? machine.removeAllBreakpoints()
         if options.gdb == .stdio && finalStatus == nil { finalStatus = 0 }
     }
