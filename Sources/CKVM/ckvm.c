@@ -15,6 +15,7 @@ _Static_assert(sizeof(struct kvm_guest_debug) == 72, "kvm_guest_debug layout");
 _Static_assert(sizeof(struct kvm_userspace_memory_region) == 32, "memory region layout");
 _Static_assert(offsetof(struct kvm_run, exit_reason) == 8, "kvm_run layout");
 _Static_assert(offsetof(struct kvm_run, kvm_valid_regs) == 288, "kvm_run sync regs layout");
+_Static_assert(offsetof(struct kvm_run, immediate_exit) == 1, "kvm_run immediate_exit layout");
 
 int ckvm_ioctl_ptr(int fd, unsigned long request, void *arg) { return ioctl(fd, request, arg); }
 int ckvm_ioctl_int(int fd, unsigned long request, unsigned long arg) { return ioctl(fd, request, arg); }
@@ -71,6 +72,10 @@ int ckvm_unblock_all_signals(void) {
 }
 
 int ckvm_kick_signal(void) { return SIGRTMIN; }
+
+void ckvm_set_immediate_exit(struct kvm_run *run, uint8_t value) {
+    __atomic_store_n(&run->immediate_exit, value, __ATOMIC_SEQ_CST);
+}
 
 struct kvm_cpuid2 *ckvm_cpuid2_alloc(uint32_t nent) {
     struct kvm_cpuid2 *c = calloc(1, sizeof *c + nent * sizeof(struct kvm_cpuid_entry2));

@@ -16,8 +16,12 @@ final class Controller {
     /// Set when the process should end with this status.
     var finalStatus: Int32?
     var interruptRequested = false
-    /// A stop decided without running anything (e.g. resuming a crashed vCPU).
+    /// A stop decided without running anything (a pending stop, a crashed vCPU resumed).
     var syntheticStop: StopEvent?
+    /// Stops gdb has not heard of yet, one per vCPU (all-stop, as gdbserver keeps them).
+    var stopBook: StopAggregator
+    /// What gdb's last resume ran, for running on after the watchpoint fallback's step.
+    var lastPlan: [Int: RunMode] = [:]
     /// After `D`, or with no gdb at all: the guest runs on its own and its end ends gdbvmm.
     var running = false
     /// Register state read since the vCPUs stopped: gdb asks for the same registers several
@@ -29,6 +33,7 @@ final class Controller {
     init(machine: Machine, options: Options) throws(TransportError) {
         self.machine = machine
         self.options = options
+        stopBook = StopAggregator(vcpuCount: machine.vcpuCount)
         consoleInput = options.serial == .stdio && options.gdb != .stdio ? 0 : nil
         if let endpoint = options.gdb, endpoint != .stdio {
             listener = try Listener(endpoint)
@@ -100,7 +105,7 @@ final class Controller {
             return
         }
         do {
-            try machine.resume(plan)
+            try machine.resume(plan, order: stopBook.resumeOrder(plan.keys))
         } catch {
             FileHandle.standardError.write(Data("gdbvmm: \(error)\n".utf8))
             finalStatus = 4
@@ -109,6 +114,14 @@ final class Controller {
 
     /// A resume gdb asked for; stops come back through `handleStops`.
     func resumeForGDB(_ plan: [Int: RunMode]) throws(TargetError) {
+        // A stop that happened while another was reported comes first, and nothing runs
+        // (gdbserver's rule) unless gdb removed the breakpoint it was for.
+        stopBook.revalidate { machine.breakpointStillThere($1, vcpu: $0) }
+        if let (vcpu, stop) = stopBook.takeNext(among: Set(plan.keys)) {
+            currentVCPU = vcpu
+            syntheticStop = event(for: stop, vcpu: vcpu)
+            return
+        }
         var runnable: [Int: RunMode] = [:]
         for (vcpu, mode) in plan {
             switch machine.status[vcpu] {
@@ -131,8 +144,9 @@ final class Controller {
         }
         if let stepping = runnable.first(where: { $0.value == .step }) { currentVCPU = stepping.key }
         registerCache.removeAll()
+        lastPlan = runnable
         do {
-            try machine.resume(runnable)
+            try machine.resume(runnable, order: stopBook.resumeOrder(runnable.keys))
         } catch {
             throw .message("\(error)")
         }
@@ -146,8 +160,7 @@ final class Controller {
     func kill() {
         let crashed = machine.status.contains(where: { if case .crashed = $0 { return true }; return false })
         if session?.isExtended == true {
-            registerCache.removeAll()
-            try? machine.reset()
+            resetMachine()
             return
         }
         finalStatus = crashed ? 4 : 0
@@ -159,7 +172,22 @@ final class Controller {
         finalStatus = crashed ? 4 : 0
     }
 
+    /// Back to the image's entry state (extended-remote `run`/`kill`, `monitor system_reset`):
+    /// nothing from before the reset is pending any more.
+    @discardableResult
+    func resetMachine() -> MachineError? {
+        registerCache.removeAll()
+        stopBook.discardAll()
+        do {
+            try machine.reset()
+            return nil
+        } catch {
+            return error
+        }
+    }
+
     func detach() {
+        stopBook.discardAll()
         try? machine.removeAllBreakpoints()
         resumeFreely()
     }

@@ -6,7 +6,7 @@ import KVMRunLoop
 extension Controller {
     func reportCrash(_ crash: Crash, vcpu: Int) {
         var text = "gdbvmm: guest crashed on vCPU \(vcpu): \(crash)\n"
-        if let state = try? CPUState(vcpu: machine.vcpu(vcpu)) {
+        if let state = try? machine.withVCPU(vcpu, { (v) throws(SystemError) in try CPUState(vcpu: v) }) {
             text += registerDump(state)
         }
         FileHandle.standardError.write(Data(text.utf8))

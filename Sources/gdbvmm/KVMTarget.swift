@@ -37,12 +37,11 @@ extension Controller: Target {
     func writeRegisters(_ registers: X86_64Registers, thread: ThreadID) throws(TargetError) {
         let index = try vcpuIndex(thread)
         do {
-            let vcpu = machine.vcpu(index)
             let old = try cachedRegisters(index).state
             var new = old
             new.update(from: registers)
             registerCache[index] = nil
-            try new.write(to: vcpu, old: old)
+            try machine.withVCPU(index) { (vcpu) throws(SystemError) in try new.write(to: vcpu, old: old) }
             registerCache[index] = CachedRegisters(state: new, view: new.registers)
         } catch {
             throw .message("\(error)")
@@ -123,19 +122,14 @@ extension Controller: Target {
 
     private func cachedRegisters(_ index: Int) throws(SystemError) -> CachedRegisters {
         if let cached = registerCache[index] { return cached }
-        let state = try CPUState(vcpu: machine.vcpu(index))
+        let state = try machine.withVCPU(index) { (vcpu) throws(SystemError) in try CPUState(vcpu: vcpu) }
         let cached = CachedRegisters(state: state, view: state.registers)
         registerCache[index] = cached
         return cached
     }
 
     func restart() throws(TargetError) -> StopEvent {
-        registerCache.removeAll()
-        do {
-            try machine.reset()
-        } catch {
-            throw .message("\(error)")
-        }
+        if let error = resetMachine() { throw .message("\(error)") }
         currentVCPU = 0
         return .stopped(thread: 1, signal: GDBSignal.sigtrap, reason: .none)
     }

@@ -38,9 +38,8 @@ extension Controller {
         case ("phys", _):
             return "memory packets take guest-\(machine.physicalAddressing ? "physical" : "virtual") addresses; use 'monitor phys on' or 'monitor phys off'\n"
         case ("system_reset", _):
-            registerCache.removeAll()
             do {
-                try machine.reset()
+                if let error = resetMachine() { throw error }
                 currentVCPU = 0
                 return "the guest is back at its entry point; breakpoints are kept (gdb's view of registers refreshes at the next stop: use 'stepi' or 'flushregs')\n"
             } catch {
@@ -78,8 +77,17 @@ extension Controller {
     }
 
     private func systemRegisters() -> String {
-        let vcpu = machine.vcpu(currentVCPU)
-        var text = "vCPU \(currentVCPU)\n"
+        let text = "vCPU \(currentVCPU)\n"
+        do {
+            return try machine.withVCPU(currentVCPU) { (vcpu) throws(SystemError) in try systemRegisters(vcpu, text) }
+        } catch {
+            return text + "error reading registers: \(error)\n"
+        }
+    }
+
+    /// Runs on the vCPU's own thread.
+    private func systemRegisters(_ vcpu: VCPU, _ heading: String) throws(SystemError) -> String {
+        var text = heading
         do {
             let d = try vcpu.getDebugRegs()
             // SAFETY: kvm_debugregs.db is four u64s; the loads stay within it.
@@ -113,8 +121,6 @@ extension Controller {
             text += "pending exception \(events.exception.injected != 0 ? "vector \(events.exception.nr)" : "none"), "
             text += "interrupt \(events.interrupt.injected != 0 ? "vector \(events.interrupt.nr)" : "none"), "
             text += "nmi \(events.nmi.pending != 0 ? "pending" : "none")\n"
-        } catch {
-            text += "error reading registers: \(error)\n"
         }
         return text
     }
@@ -131,7 +137,7 @@ extension Controller {
     }
 
     private func memoryMappings() -> String {
-        guard let paging = try? machine.vcpu(currentVCPU).pagingState() else { return "cannot read vCPU registers\n" }
+        guard let paging = machine.parkedRegisters(currentVCPU)?.paging else { return "cannot read vCPU registers\n" }
         let ranges = PageWalker.mappings(paging: paging, memory: machine.ram)
         if paging.cr0 & (1 << 31) == 0 {
             return "paging is off on vCPU \(currentVCPU): virtual addresses are physical\n"
@@ -150,7 +156,7 @@ extension Controller {
     private func cpuList() -> String {
         var text = ""
         for i in 0..<machine.vcpuCount {
-            let rip = (try? machine.vcpu(i).getRegs().rip).map { hex($0) } ?? "?"
+            let rip = machine.parkedRegisters(i).map { hex($0.regs.rip) } ?? "?"
             text += "\(i == currentVCPU ? "*" : " ") vCPU \(i) (thread \(i + 1)): \(threadExtraInfo(i + 1)), rip \(rip)\n"
         }
         return text

@@ -5,39 +5,71 @@ import RSP
 /// the VM, and stops that arrive with no gdb to tell.
 extension Controller {
     func handleStops() {
-        let stops = machine.stops.drain()
-        if stops.isEmpty { return }
+        let records = machine.stops.drain()
+        if records.isEmpty { return }
         guard let session, session.isRunning else {
-            for (vcpu, stop) in stops { absorbWhileDetached(vcpu: vcpu, stop: stop) }
+            for (vcpu, stop) in records { absorbWhileDetached(vcpu: vcpu, stop: stop) }
             return
         }
-        for (vcpu, stop) in stops { machine.note(stop, vcpu: vcpu) }
-        // A halted vCPU alone is not news for gdb while others still run.
-        let reportable = stops.filter { $0.stop != .halted && $0.stop != .interrupted }
-        if reportable.isEmpty && !interruptRequested {
+        var fallback = collect(records)
+        if !stopBook.hasPending && !interruptRequested && fallback.isEmpty {
+            // A halted vCPU alone is not news for gdb while others still run.
             if allHalted { finishAttached(status: 0) }
             return
         }
-        // All-stop: everyone parks before gdb hears of the stop.
+        // All-stop: everyone parks before gdb hears of anything. What the others stopped for
+        // meanwhile stays pending on them, to be reported at a later resume.
         machine.pauseAll()
-        var all = stops + machine.stops.drain()
-        for (vcpu, stop) in all.dropFirst(stops.count) { machine.note(stop, vcpu: vcpu) }
-        all = all.filter { $0.stop != .interrupted && $0.stop != .halted }
-        if let exit = all.first(where: { if case .exit = $0.stop { return true }; return false }),
-           case .exit(let status) = exit.stop {
-            finishAttached(status: status)
+        fallback += collect(machine.stops.drain())
+        for vcpu in fallback {
+            let stop: VCPUStop
+            do {
+                stop = try machine.stepUntrapped(vcpu)
+            } catch {
+                stop = .crash(Crash(.internalError, "vCPU \(vcpu): stepping past a watched page: \(error)"))
+            }
+            machine.note(stop, vcpu: vcpu)
+            // Running, the step is only news if it hit a watch or ended otherwise.
+            if stop != .stepped || lastPlan[vcpu] == .step { stopBook.record(stop, vcpu: vcpu) }
+        }
+        if !stopBook.hasPending && !interruptRequested {
+            // Only the watchpoint fallback stopped things: run on as gdb asked.
+            let plan = lastPlan.filter { machine.status[$0.key] == .runnable || machine.status[$0.key] == .waitingForSIPI }
+            if plan.isEmpty { if allHalted { finishAttached(status: 0) }; return }
+            do {
+                try machine.resume(plan, order: stopBook.resumeOrder(plan.keys))
+            } catch {
+                stopBook.record(.crash(Crash(.internalError, "resuming: \(error)")), vcpu: currentVCPU)
+                reportNext()
+            }
             return
         }
-        // A crash first; otherwise, when several vCPUs stopped at once, the next one after the
-        // vCPU reported last, so a busy breakpoint cannot starve the others (the ones not
-        // reported re-execute their int3 and stop again).
-        let count = machine.vcpuCount
-        let chosen = all.first(where: { if case .crash = $0.stop { return true }; return false })
-            ?? all.min(by: { ($0.vcpu - currentVCPU - 1 + count) % count < ($1.vcpu - currentVCPU - 1 + count) % count })
+        reportNext()
+    }
+
+    /// Notes each stop, keeps the reportable ones; returns the vCPUs that need the watchpoint
+    /// fallback's step.
+    private func collect(_ records: [(vcpu: Int, stop: VCPUStop)]) -> [Int] {
+        var fallback: [Int] = []
+        for (vcpu, stop) in records {
+            machine.note(stop, vcpu: vcpu)
+            if stop == .untrappedStepNeeded { fallback.append(vcpu) } else { stopBook.record(stop, vcpu: vcpu) }
+        }
+        return fallback
+    }
+
+    /// Tells gdb one stop: the guest's end, a crash, or the next vCPU round robin; a Ctrl-C with
+    /// nothing else to tell is SIGINT on the current vCPU.
+    private func reportNext() {
         interruptRequested = false
-        guard let (vcpu, stop) = chosen else {
+        guard let (vcpu, stop) = stopBook.takeNext() else {
             if allHalted { finishAttached(status: 0); return }
+            stopBook.reported(vcpu: currentVCPU)
             deliver(.stopped(thread: currentVCPU + 1, signal: GDBSignal.sigint, reason: .none))
+            return
+        }
+        if case .exit(let status) = stop {
+            finishAttached(status: status)
             return
         }
         currentVCPU = vcpu
@@ -61,7 +93,8 @@ extension Controller {
         switch stop {
         case .softwareBreakpoint: return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .softwareBreakpoint)
         case .hardwareBreakpoint: return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .hardwareBreakpoint)
-        case .stepped, .guestDebugTrap, .halted: return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .none)
+        case .stepped, .guestDebugTrap, .halted, .untrappedStepNeeded:
+            return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .none)
         case .watchpoint(let kind, let address):
             switch kind {
             case .write: return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .watch(address: address))
@@ -87,8 +120,7 @@ extension Controller {
             finalStatus = status & 0xFF
         } else {
             // extended-remote keeps the server for the next `run`.
-            registerCache.removeAll()
-            try? machine.reset()
+            resetMachine()
         }
     }
 
@@ -105,6 +137,9 @@ extension Controller {
             if allHalted { finalStatus = 0 }
         case .interrupted:
             break
+        case .untrappedStepNeeded:
+            // gdb left with its watches removed; the instruction can run on the plain slots now.
+            if running { try? machine.resume([vcpu: .run]) }
         case .softwareBreakpoint, .hardwareBreakpoint, .stepped, .watchpoint, .guestDebugTrap:
             // A leftover from a session that just ended: carry on if we are running freely.
             if running { try? machine.resume([vcpu: .run]) }

@@ -60,6 +60,11 @@ int ckvm_unblock_all_signals(void);
 // SIGRTMIN is a function call in glibc, not a constant.
 int ckvm_kick_signal(void);
 
+// kvm_run.immediate_exit, set from any thread (the kick) and cleared by the vCPU thread once
+// KVM_RUN returned EINTR. Sequentially consistent, so the store is visible before the signal
+// that follows it (Linux commit 460df4c1 describes the race a bare flag has).
+void ckvm_set_immediate_exit(struct kvm_run *run, uint8_t value);
+
 // kvm_cpuid2 ends in a flexible array: allocate and free it here.
 struct kvm_cpuid2 *ckvm_cpuid2_alloc(uint32_t nent);
 // kvm_msrs likewise.

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// The one error type for failed system calls: what was attempted and the errno it failed with.
 public struct SystemError: Error, Sendable, CustomStringConvertible {
@@ -20,9 +21,18 @@ public struct SystemError: Error, Sendable, CustomStringConvertible {
 @discardableResult
 @inline(__always)
 func sys(_ operation: @autoclosure () -> String, _ body: () -> Int32) throws(SystemError) -> Int32 {
+    systemCallCount.add(1, ordering: .relaxed)
     let result = body()
     if result == -1 { throw SystemError(operation(), errno: Glibc.errno) }
     return result
+}
+
+/// System calls made through the funnel (and KVM_RUNs), for `monitor info exits` and for
+/// measuring what a debugging operation costs.
+let systemCallCount = Atomic<UInt64>(0)
+
+public enum SystemCalls {
+    public static var count: UInt64 { systemCallCount.load(ordering: .relaxed) }
 }
 
 /// Like `sys`, retrying EINTR: for calls whose interruption means nothing to us.

@@ -1,14 +1,14 @@
 import CKVM
 import Glibc
 
-/// One KVM vCPU: its fd and mmapped kvm_run. KVM_RUN is issued only from the vCPU's own thread;
-/// the other ioctls may come from the controller while that thread is parked (the kernel only
-/// requires the same process, and the vCPU mutex serialises them).
-public final class VCPU: @unchecked Sendable {
-    // SAFETY (Sendable): see above; the park/resume handshake (a lock) orders every access.
+/// One KVM vCPU: its fd and mmapped kvm_run. Every ioctl on it is issued from the vCPU's own
+/// thread (VCPUThread), which owns it; other threads only set `immediate_exit`.
+public final class VCPU: VCPUBackend, @unchecked Sendable {
+    // SAFETY (Sendable): only the owning vCPU thread calls into it, except
+    // `requestImmediateExit`, an atomic store into kvm_run.
     public let index: Int
     public let fd: Int32
-    let run: UnsafeMutablePointer<kvm_run>
+    let shared: UnsafeMutablePointer<kvm_run>
     let runBase: UnsafeMutableRawPointer
     let runSize: Int
     unowned let vm: VirtualMachine
@@ -22,6 +22,9 @@ public final class VCPU: @unchecked Sendable {
     /// until the vCPU runs or is written: each ioctl costs tens of microseconds on nested hosts.
     private var cachedRegs: kvm_regs?
     private var cachedSregs: kvm_sregs?
+    /// Where the current `.io` exit's data lies in the mapping, and how many bytes it holds.
+    private var ioDataOffset = 0
+    private var ioDataCount = 0
     private var guestDebugFlags: UInt32 = 0
     private var guestDebugRegs: [UInt64] = Array(repeating: 0, count: 8)
     public private(set) var exitCount: UInt64 = 0
@@ -31,7 +34,7 @@ public final class VCPU: @unchecked Sendable {
         self.fd = fd
         self.runBase = run
         // SAFETY: the vCPU mapping starts with the kernel's kvm_run and lives until deinit.
-        self.run = run.assumingMemoryBound(to: kvm_run.self)
+        self.shared = run.assumingMemoryBound(to: kvm_run.self)
         self.runSize = runSize
         self.vm = vm
         xsaveSize = max(4096, Int(vm.kvm.capability(KVM_CAP_XSAVE2)))
@@ -39,7 +42,7 @@ public final class VCPU: @unchecked Sendable {
         let wanted = UInt(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS)
         useSyncRegs = sync & wanted == wanted
         if useSyncRegs {
-            self.run.pointee.kvm_valid_regs = UInt64(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS)
+            self.shared.pointee.kvm_valid_regs = UInt64(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS)
         }
     }
 
@@ -50,42 +53,54 @@ public final class VCPU: @unchecked Sendable {
 
     // MARK: running
 
-    /// KVM_RUN once and decode the exit. EINTR (a kick) is `.interrupted`, not an error.
-    public func runOnce() throws(SystemError) -> VMExit {
+    /// The one KVM_RUN call site. EINTR (a kick) is `.interrupted`, not an error, and only
+    /// then is `immediate_exit` cleared: a kick that landed while the last exit was handled
+    /// makes this run return at once instead of being erased.
+    public func run() throws(SystemError) -> VMExit {
         cachedRegs = nil
         cachedSregs = nil
+        systemCallCount.add(1, ordering: .relaxed)
         let r = ckvm_ioctl_int(fd, CKVM_RUN, 0)
         let e = errno
-        run.pointee.immediate_exit = 0
-        if useSyncRegs { syncValid = true; run.pointee.kvm_dirty_regs = 0 }
+        if useSyncRegs { syncValid = true; shared.pointee.kvm_dirty_regs = 0 }
         if r == -1 {
-            if e == EINTR || e == EAGAIN { return .interrupted }
+            if e == EINTR {
+                ckvm_set_immediate_exit(shared, 0)
+                return .interrupted
+            }
+            // EAGAIN: an AP still waiting for its SIPI is not runnable yet; ask again later.
+            if e == EAGAIN { return .interrupted }
             throw SystemError("KVM_RUN on vCPU \(index)", errno: e)
         }
         exitCount &+= 1
         return decodeExit()
     }
 
-    /// Makes the next (or current) KVM_RUN return EINTR; safe from any thread. The caller also
-    /// signals the thread so that a vCPU already inside KVM_RUN leaves it.
     public func requestImmediateExit() {
-        // SAFETY: a single byte in the shared kvm_run page, read by the kernel on entry.
-        UnsafeMutablePointer<UInt8>(OpaquePointer(runBase.advanced(by: 1))).pointee = 1
+        ckvm_set_immediate_exit(shared, 1)
     }
 
     private func decodeExit() -> VMExit {
-        let r = run.pointee
+        let r = shared.pointee
         switch Int32(r.exit_reason) {
         case KVM_EXIT_IO:
-            return .io(IOAccess(isOut: r.io.direction == UInt8(KVM_EXIT_IO_OUT), port: r.io.port,
-                                size: Int(r.io.size), count: Int(r.io.count), dataOffset: Int(r.io.data_offset)))
+            let isOut = r.io.direction == UInt8(KVM_EXIT_IO_OUT)
+            // Bounded by the mapping, whatever the kernel wrote.
+            let offset = min(Int(r.io.data_offset), runSize)
+            let count = min(Int(r.io.size) * Int(r.io.count), runSize - offset)
+            ioDataOffset = offset
+            ioDataCount = count
+            // SAFETY: [offset, offset + count) lies inside the kvm_run mapping (clamped above).
+            let data = isOut ? Array(UnsafeRawBufferPointer(start: runBase + offset, count: count)) : []
+            return .io(IOAccess(isOut: isOut, port: r.io.port, size: Int(r.io.size), count: Int(r.io.count), data: data))
         case KVM_EXIT_MMIO:
             var data: UInt64 = 0
             // SAFETY: mmio.data is 8 bytes; the loop reads exactly those.
             withUnsafeBytes(of: r.mmio.data) { raw in
                 for i in 0..<8 { data |= UInt64(raw[i]) << (8 * UInt64(i)) }
             }
-            return .mmio(address: r.mmio.phys_addr, length: Int(r.mmio.len), isWrite: r.mmio.is_write != 0, data: data)
+            return .mmio(MMIOAccess(address: r.mmio.phys_addr, length: min(Int(r.mmio.len), 8),
+                                    isWrite: r.mmio.is_write != 0, data: data))
         case KVM_EXIT_HLT:
             return .hlt
         case KVM_EXIT_DEBUG:
@@ -109,15 +124,17 @@ public final class VCPU: @unchecked Sendable {
         }
     }
 
-    /// Port I/O data in kvm_run for the current `.io` exit.
-    public func ioData(_ access: IOAccess) -> UnsafeMutableRawPointer {
-        runBase.advanced(by: access.dataOffset)
+    public func completeIORead(_ bytes: [UInt8]) {
+        let n = min(bytes.count, ioDataCount)
+        guard n > 0 else { return }
+        // SAFETY: the exit's data area [ioDataOffset, ioDataOffset + ioDataCount) lies inside the
+        // mapping (clamped in decodeExit), and at most ioDataCount bytes are copied.
+        bytes.withUnsafeBytes { (runBase + ioDataOffset).copyMemory(from: $0.baseAddress!, byteCount: n) }
     }
 
-    /// Supplies the value an MMIO read returns, for the current `.mmio` exit.
     public func completeMMIORead(_ value: UInt64) {
         // SAFETY: mmio.data is 8 bytes; the loop writes exactly those.
-        withUnsafeMutableBytes(of: &run.pointee.mmio.data) { raw in
+        withUnsafeMutableBytes(of: &shared.pointee.mmio.data) { raw in
             for i in 0..<8 { raw[i] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(i))) }
         }
     }
@@ -125,7 +142,7 @@ public final class VCPU: @unchecked Sendable {
     // MARK: registers
 
     public func getRegs() throws(SystemError) -> kvm_regs {
-        if useSyncRegs && syncValid { return run.pointee.s.regs.regs }
+        if useSyncRegs && syncValid { return shared.pointee.s.regs.regs }
         if let cachedRegs { return cachedRegs }
         var regs = kvm_regs()
         try sys("KVM_GET_REGS") { ckvm_ioctl_ptr(fd, CKVM_GET_REGS, &regs) }
@@ -135,8 +152,8 @@ public final class VCPU: @unchecked Sendable {
 
     public func setRegs(_ regs: kvm_regs) throws(SystemError) {
         if useSyncRegs && syncValid {
-            run.pointee.s.regs.regs = regs
-            run.pointee.kvm_dirty_regs |= UInt64(KVM_SYNC_X86_REGS)
+            shared.pointee.s.regs.regs = regs
+            shared.pointee.kvm_dirty_regs |= UInt64(KVM_SYNC_X86_REGS)
             return
         }
         var regs = regs
@@ -145,7 +162,7 @@ public final class VCPU: @unchecked Sendable {
     }
 
     public func getSregs() throws(SystemError) -> kvm_sregs {
-        if useSyncRegs && syncValid { return run.pointee.s.regs.sregs }
+        if useSyncRegs && syncValid { return shared.pointee.s.regs.sregs }
         if let cachedSregs { return cachedSregs }
         var sregs = kvm_sregs()
         try sys("KVM_GET_SREGS") { ckvm_ioctl_ptr(fd, CKVM_GET_SREGS, &sregs) }
@@ -158,7 +175,7 @@ public final class VCPU: @unchecked Sendable {
         cachedSregs = nil
         try sys("KVM_SET_SREGS") { ckvm_ioctl_ptr(fd, CKVM_SET_SREGS, &sregs) }
         // Keep the sync copy coherent so the next getSregs sees what we wrote.
-        if useSyncRegs && syncValid { run.pointee.s.regs.sregs = sregs }
+        if useSyncRegs && syncValid { shared.pointee.s.regs.sregs = sregs }
     }
 
     public func getFPU() throws(SystemError) -> kvm_fpu {
@@ -247,25 +264,6 @@ public final class VCPU: @unchecked Sendable {
     public func setVCPUEvents(_ events: kvm_vcpu_events) throws(SystemError) {
         var e = events
         try sys("KVM_SET_VCPU_EVENTS") { ckvm_ioctl_ptr(fd, CKVM_SET_VCPU_EVENTS, &e) }
-    }
-
-    /// Delivers a breakpoint exception (#BP, a trap) to the guest for the int3 at RIP, injected on
-    /// the next entry. After a #BP exit (VMX/SVM) KVM knows the int3's length and pushes the
-    /// address after it itself; after an emulation failure it does not, so `advanceRIP` moves
-    /// RIP past the one-byte int3 first. Either way the guest's handler sees what an int3 pushes.
-    public func deliverGuestBreakpoint(advanceRIP: Bool) throws(SystemError) {
-        if advanceRIP {
-            var regs = try getRegs()
-            regs.rip &+= 1
-            try setRegs(regs)
-        }
-        var events = try getVCPUEvents()
-        events.exception.injected = 1
-        events.exception.nr = 3
-        events.exception.has_error_code = 0
-        events.exception.error_code = 0
-        events.flags = 0
-        try setVCPUEvents(events)
     }
 
     public func setCPUID(_ entries: [kvm_cpuid_entry2]) throws(SystemError) {

@@ -1,10 +1,15 @@
+import Glibc
+
 /// Guest memory as gdb sees it: through a vCPU's page tables (or physical in `phys on` mode),
 /// with planted breakpoints hidden.
 extension Machine {
     /// Translates through vCPU `index`'s page tables (or not, in physical mode).
     public func translate(_ address: UInt64, vcpu index: Int) throws(SystemError) -> UInt64? {
         if physicalAddressing { return address < ram.size ? address : nil }
-        return PageWalker.translate(address, paging: try threads[index].vcpu.pagingState(), memory: ram)?.physical
+        guard let paging = parkedRegisters(index)?.paging else {
+            throw SystemError("translating through vCPU \(index)'s page tables (the vCPU is running)", errno: EBUSY)
+        }
+        return PageWalker.translate(address, paging: paging, memory: ram)?.physical
     }
 
     /// Reads guest memory, page by page; stops early at the first unmapped page. Planted

@@ -36,8 +36,9 @@ public enum VCPUStatus: Sendable, Equatable {
 }
 
 /// A booted guest: RAM, devices, vCPUs and their threads, and the debugger's breakpoints.
-/// Controller-side methods (everything public here) are called from one controller thread
-/// while the vCPUs they touch are parked; the vCPU threads call the `handle...` methods.
+/// Everything public here is called from one controller thread. The controller never touches a
+/// vCPU itself: each vCPU thread owns its VCPU, and the controller posts it orders (run, pause,
+/// probe, a job on its state) through `VCPUThread`.
 public final class Machine: @unchecked Sendable {
     // SAFETY (Sendable): controller-only state is touched from the controller thread alone;
     // state the vCPU threads read (breakpoints, watch traps, the bus) carries its own lock.
@@ -55,13 +56,14 @@ public final class Machine: @unchecked Sendable {
     let vm: VirtualMachine
     let bus: PortBus
     let serial: Serial16550
-    var threads: [VCPUThread] = []
+    var threads: [VCPUThread<VCPU>] = []
     let breakpoints = BreakpointTable()
     let watches: WatchTraps
     var hardwareBreakpoints: [UInt64?] = [nil, nil, nil, nil]
     private var resetSregs: [kvm_sregs] = []
     private var resetFPU: [kvm_fpu] = []
     private let supportsBlockIRQ: Bool
+    private var isShutDown = false
 
     public var vcpuCount: Int { configuration.cpuCount }
 
@@ -112,6 +114,7 @@ public final class Machine: @unchecked Sendable {
         let debugCaps = UInt32(bitPattern: kvm.capability(KVM_CAP_SET_GUEST_DEBUG2))
         supportsBlockIRQ = debugCaps & UInt32(KVM_GUESTDBG_BLOCKIRQ) != 0
         status = Array(repeating: .runnable, count: configuration.cpuCount)
+        let environment = GuestEnvironment(bus: bus, ram: ram, breakpoints: breakpoints, watches: watches)
         do {
             vm = try kvm.createVM()
             // VMX needs these for real mode; other hosts (and this paravirtual one) may refuse
@@ -120,19 +123,36 @@ public final class Machine: @unchecked Sendable {
             if hasIRQChip { try vm.createIRQChip() }
             try vm.setMemoryRegion(slot: 0, guestPhysical: 0, size: ram.size, host: ram.base)
             let cpuid = try kvm.supportedCPUID()
+            let stops = self.stops
             for index in 0..<configuration.cpuCount {
-                let vcpu = try vm.createVCPU(index: index)
-                try vcpu.setCPUID(Machine.cpuid(cpuid, apicID: UInt32(index)))
-                resetSregs.append(try vcpu.getSregs())
-                resetFPU.append(try vcpu.getFPU())
-                threads.append(VCPUThread(vcpu: vcpu, machine: self))
+                let thread = VCPUThread(backend: try vm.createVCPU(index: index), environment: environment,
+                                        statistics: statistics, post: { stops.post(vcpu: $0, stop: $1) })
+                thread.start()
+                threads.append(thread)
+                // From here on only the vCPU's own thread issues its ioctls.
+                let (sregs, fpu) = try thread.perform { (vcpu) throws(SystemError) in
+                    try vcpu.setCPUID(Machine.cpuid(cpuid, apicID: UInt32(index)))
+                    return (try vcpu.getSregs(), try vcpu.getFPU())
+                }
+                resetSregs.append(sregs)
+                resetFPU.append(fpu)
             }
             try applyEntryStates()
         } catch {
+            for thread in threads { thread.finish() }
             throw .system(error)
         }
         watches.attach(vm: vm)
-        for thread in threads { thread.start() }
+    }
+
+    deinit { shutdown() }
+
+    /// Parks every vCPU and joins its thread; the VM's fds close when the Machine goes.
+    public func shutdown() {
+        guard !isShutDown else { return }
+        isShutDown = true
+        for thread in threads { thread.requestPause() }
+        for thread in threads { thread.finish() }
     }
 
     /// KVM's supported CPUID with this vCPU's APIC ID filled in, and the hypervisor bit set.
@@ -159,19 +179,31 @@ public final class Machine: @unchecked Sendable {
             var fpu = resetFPU[index]
             fpu.fcw = 0x37F
             fpu.mxcsr = 0x1F80
-            try thread.vcpu.setFPU(fpu)
-            if index < guest.entry.count {
-                try thread.vcpu.apply(guest.entry[index], resetSregs: resetSregs[index])
-                status[index] = .runnable
-            } else {
-                try thread.vcpu.setSregs(resetSregs[index])
-                if hasIRQChip { try thread.vcpu.setMPState(UInt32(KVM_MP_STATE_UNINITIALIZED)) }
-                status[index] = .waitingForSIPI
+            let entry = index < guest.entry.count ? guest.entry[index] : nil
+            let reset = resetSregs[index]
+            let waitsForSIPI = hasIRQChip
+            try thread.perform { (vcpu) throws(SystemError) in
+                try vcpu.setFPU(fpu)
+                if let entry {
+                    try vcpu.apply(entry, resetSregs: reset)
+                } else {
+                    try vcpu.setSregs(reset)
+                    if waitsForSIPI { try vcpu.setMPState(UInt32(KVM_MP_STATE_UNINITIALIZED)) }
+                }
             }
+            status[index] = entry != nil ? .runnable : .waitingForSIPI
         }
     }
 
-    public func vcpu(_ index: Int) -> VCPU { threads[index].vcpu }
+    /// Runs `body` on vCPU `index`'s own thread, which must be parked, and returns its result:
+    /// the way the controller reads or changes a vCPU's state.
+    public func withVCPU<T, E: Error>(_ index: Int, _ body: (VCPU) throws(E) -> T) throws(E) -> T {
+        try threads[index].perform(body)
+    }
+
+    /// The registers vCPU `index` parked with (nil while it runs): enough for stop replies,
+    /// breakpoint translation and memory packets, at no cost.
+    public func parkedRegisters(_ index: Int) -> ExitRegisters? { threads[index].registers }
 
     /// Console input for the guest: queued in the UART's receiver for the guest to read.
     public func serialInput(_ bytes: [UInt8]) {
@@ -180,33 +212,51 @@ public final class Machine: @unchecked Sendable {
 
     // MARK: running and stopping
 
-    /// Resumes the named vCPUs; the others stay parked. A stop arrives through `stops`.
-    public func resume(_ plan: [Int: RunMode]) throws(SystemError) {
+    /// Resumes the named vCPUs, in the order given (the first gets the host's CPU first); the
+    /// others stay parked. Each stop arrives through `stops`.
+    public func resume(_ plan: [Int: RunMode], order: [Int]? = nil) throws(SystemError) {
         if watches.isEmpty {
             try watches.apply()
         } else {
             // The guests' page-table pages cannot be trapped (see WatchTraps): find them.
             var tables: Set<UInt64> = []
             for thread in threads {
-                guard let paging = try? thread.vcpu.pagingState() else { continue }
+                guard let paging = thread.registers?.paging else { continue }
                 tables.formUnion(PageWalker.tablePages(paging: paging, memory: ram))
             }
             try watches.apply(tablePages: tables)
         }
-        var command = debugSetup()
-        command.watchByStepping = watches.needsStepping
-        for (index, mode) in plan.sorted(by: { $0.key < $1.key }) {
-            var c: RunCommand = command
-            c.mode = mode
-            threads[index].resume(c)
+        var base = debugSetup()
+        base.watchByStepping = watches.needsStepping
+        let sequence = order ?? plan.keys.sorted()
+        for index in sequence {
+            guard let mode = plan[index] else { continue }
+            var p = base
+            p.mode = mode
+            threads[index].resume(p)
         }
     }
 
     /// Kicks every running vCPU and waits until all are parked. Their stops (mostly
     /// `.interrupted`) are left in `stops` for the controller to drain.
     public func pauseAll() {
-        for thread in threads { thread.requestStop() }
+        for thread in threads { thread.requestPause() }
         for thread in threads { thread.waitUntilParked() }
+    }
+
+    /// The watchpoint fallback for a vCPU that stopped with `.untrappedStepNeeded`: with every
+    /// vCPU parked, lift the traps, step that one instruction (checking it against the watches),
+    /// and put the traps back. Returns how the step ended (`.stepped` when no watch was hit).
+    public func stepUntrapped(_ index: Int) throws(SystemError) -> VCPUStop {
+        precondition(allParked, "the watch traps change only while every vCPU is parked")
+        try watches.setLifted(true)
+        var plan = debugSetup()
+        plan.mode = .untrappedStep
+        threads[index].resume(plan)
+        threads[index].waitUntilParked()
+        let stop = stops.take(vcpu: index) ?? .stepped
+        try watches.setLifted(false)
+        return stop
     }
 
     /// True when every vCPU that is running sits in HLT with interrupts off (or waits for a
@@ -240,16 +290,33 @@ public final class Machine: @unchecked Sendable {
         case .crash(let crash): status[index] = .crashed(crash)
         case .interrupted where status[index] == .waitingForSIPI:
             // Ask KVM: the AP may have received its SIPI meanwhile.
-            if let state = try? threads[index].vcpu.getMPState(), state != UInt32(KVM_MP_STATE_UNINITIALIZED),
-               state != UInt32(KVM_MP_STATE_INIT_RECEIVED) {
+            let state = try? withVCPU(index) { (vcpu) throws(SystemError) in try vcpu.getMPState() }
+            if let state, state != UInt32(KVM_MP_STATE_UNINITIALIZED), state != UInt32(KVM_MP_STATE_INIT_RECEIVED) {
                 status[index] = .runnable
             }
+        case .interrupted, .untrappedStepNeeded:
+            break
         default:
             if status[index] == .waitingForSIPI { status[index] = .runnable }
         }
     }
 
-    private func debugSetup() -> RunCommand {
+    /// gdb's view of whether vCPU `index` sits on an armed hardware breakpoint or a planted
+    /// software one (a pending breakpoint stop is dropped when that is no longer so).
+    public func breakpointStillThere(_ stop: VCPUStop, vcpu index: Int) -> Bool {
+        guard let r = parkedRegisters(index) else { return false }
+        switch stop {
+        case .softwareBreakpoint:
+            guard let t = PageWalker.translate(r.linearPC, paging: r.paging, memory: ram) else { return false }
+            return breakpoints.contains(physical: t.physical)
+        case .hardwareBreakpoint(let slot):
+            return slot < hardwareBreakpoints.count && hardwareBreakpoints[slot] == r.linearPC
+        default:
+            return true
+        }
+    }
+
+    private func debugSetup() -> RunPlan {
         var flags: UInt32 = 0
         if !breakpoints.plantedPhysical.isEmpty { flags |= UInt32(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_SW_BP) }
         var regs = [UInt64](repeating: 0, count: 8)
@@ -265,8 +332,8 @@ public final class Machine: @unchecked Sendable {
             regs[7] |= 1 << 10
             flags |= UInt32(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP)
         }
-        return RunCommand(mode: .run, debugFlags: flags, debugRegs: regs, hardwareBreakpoints: armed,
-                          blockIRQ: supportsBlockIRQ, watchByStepping: false)
+        return RunPlan(mode: .run, debugFlags: flags, debugRegs: regs, hardwareBreakpoints: armed,
+                       blockIRQ: supportsBlockIRQ, watchByStepping: false)
     }
 
     // MARK: reset

@@ -24,6 +24,15 @@ public final class StopQueue: @unchecked Sendable {
         _ = write(eventFD, &one, 8)
     }
 
+    /// Takes the stop one vCPU posted (the others stay queued): for a run the controller
+    /// waits on itself, such as the watchpoint fallback's step.
+    func take(vcpu: Int) -> VCPUStop? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let i = pending.firstIndex(where: { $0.vcpu == vcpu }) else { return nil }
+        return pending.remove(at: i).stop
+    }
+
     /// Takes every posted stop, oldest first, and resets the eventfd.
     public func drain() -> [(vcpu: Int, stop: VCPUStop)] {
         var counter: UInt64 = 0

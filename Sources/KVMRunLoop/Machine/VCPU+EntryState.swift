@@ -48,10 +48,4 @@ extension VCPU {
         regs.rsi = entry.rsi
         try setRegs(regs)
     }
-
-    /// The paging registers the page walker needs, from the (cheap, synced) special registers.
-    public func pagingState() throws(SystemError) -> PagingState {
-        let s = try getSregs()
-        return PagingState(cr0: s.cr0, cr3: s.cr3, cr4: s.cr4, efer: s.efer)
-    }
 }

@@ -13,6 +13,18 @@ public enum VCPUStop: Sendable, Equatable {
     /// The guest asked to end the VM (debug-exit port, power-off) with this status.
     case exit(status: Int32)
     case crash(Crash)
+    /// Not for gdb: KVM could not run an instruction on a page trapped for a watchpoint. The
+    /// controller parks every vCPU, lifts the traps, steps this one (`RunMode.untrappedStep`)
+    /// and puts them back: slots change only while no vCPU runs.
+    case untrappedStepNeeded
+
+    /// Worth telling gdb about (the others only update what the controller knows).
+    public var isReportable: Bool {
+        switch self {
+        case .interrupted, .halted, .untrappedStepNeeded: return false
+        default: return true
+        }
+    }
 }
 
 public enum WatchKind: Sendable, Equatable { case write, read, access }

@@ -2,10 +2,16 @@ import CKVM
 import Foundation
 import Glibc
 
-public enum RunMode: Sendable, Equatable { case run, step }
+public enum RunMode: Sendable, Equatable {
+    case run
+    case step
+    /// One instruction with the watch traps lifted (every other vCPU parked), checked against
+    /// the watches: the watchpoint fallback.
+    case untrappedStep
+}
 
 /// What a resumed vCPU is to do, and the guest-debug setup to do it with.
-struct RunCommand: Sendable {
+struct RunPlan: Sendable {
     var mode: RunMode
     /// KVM_GUESTDBG_* flags without SINGLESTEP (added for steps).
     var debugFlags: UInt32
@@ -19,89 +25,244 @@ struct RunCommand: Sendable {
     var watchByStepping: Bool
 }
 
-/// The per-vCPU thread: parked until told to run, then KVM_RUN until something the controller
-/// must know about; fast device exits are served here without stopping anything.
-final class VCPUThread: @unchecked Sendable {
-    // SAFETY (Sendable): `command`, `parked`, `stopRequested` and `thread` are guarded by `cond`;
-    // the VCPU's ioctls are ordered by the park/resume handshake (see VCPU).
-    let vcpu: VCPU
-    private unowned let machine: Machine
-    private let cond = NSCondition()
-    private var command: RunCommand?
-    private var parked = true
-    private var stopRequested = false
-    private var probeRequested = false
-    /// The answer to the last probe: halted with interrupts off (nothing can wake it).
-    private var probeAnswer: Bool?
-    private var thread: pthread_t?
+/// One vCPU's thread and the only owner of its backend: every ioctl on the vCPU is issued
+/// here. Parked until the controller posts an order (run with a plan, a job on the vCPU's
+/// state, finish); while running it can be asked to pause or to report whether it is halted.
+/// The run loop has one KVM_RUN call site and hands each exit to `ExitHandler`.
+final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
+    // SAFETY (Sendable): every mutable field is guarded by `cond`; the backend is only used by
+    // the thread itself, except the atomic `requestImmediateExit` of a kick.
+    enum State: Equatable { case parked, running, finished }
 
-    init(vcpu: VCPU, machine: Machine) {
-        self.vcpu = vcpu
-        self.machine = machine
+    private enum Order {
+        case run(RunPlan)
+        case job(Job)
+        case finish
     }
 
+    /// A closure run on the vCPU thread while the caller waits for it.
+    private final class Job: @unchecked Sendable {
+        // SAFETY (Sendable): `body` runs once, on the vCPU thread, while the caller blocks in
+        // `perform` until `done` (guarded by the thread's `cond`) turns true.
+        let body: (Backend) -> Void
+        var done = false
+        init(_ body: @escaping (Backend) -> Void) { self.body = body }
+    }
+
+    let backend: Backend
+    var index: Int { backend.index }
+    private let environment: any ExitEnvironment
+    private let statistics: ExitStatistics?
+    /// Where a finished run's stop goes (the StopQueue), called before the thread parks.
+    private let post: @Sendable (Int, VCPUStop) -> Void
+    private let cond = NSCondition()
+    private var state = State.parked
+    private var order: Order?
+    private var pauseRequested = false
+    private var probeRequested = false
+    private var probeAnswer: Bool?
+    private var thread: pthread_t?
+    /// regs/sregs as the vCPU parked with them (read from kvm_run's sync area, so free): what
+    /// stop replies, breakpoint translation and memory packets need, without a handoff.
+    private var parkedRegisters: ExitRegisters?
+    /// Kicks: how many times a signal was sent (for tests and statistics).
+    private(set) var kicks = 0
+
+    init(backend: Backend, environment: any ExitEnvironment, statistics: ExitStatistics?,
+         post: @escaping @Sendable (Int, VCPUStop) -> Void) {
+        self.backend = backend
+        self.environment = environment
+        self.statistics = statistics
+        self.post = post
+    }
+
+    // MARK: controller side
+
     func start() {
-        let t = Thread { [self] in self.main() }
-        t.name = "vCPU \(vcpu.index)"
-        t.stackSize = 1 << 20
-        t.start()
+        var tid = pthread_t()
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        pthread_attr_setstacksize(&attributes, 1 << 20)
+        let context = Unmanaged.passRetained(ThreadBody { [self] in self.main() }).toOpaque()
+        let created = pthread_create(&tid, &attributes, { raw in
+            // SAFETY: `raw` is the ThreadBody retained below; it is released here, once.
+            Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, context)
+        pthread_attr_destroy(&attributes)
+        precondition(created == 0, "cannot start the thread of vCPU \(index): errno \(created)")
         cond.lock()
-        while thread == nil { cond.wait() }
+        thread = tid
         cond.unlock()
     }
 
-    var isParked: Bool {
+    var currentState: State {
         cond.lock()
         defer { cond.unlock() }
-        return parked
+        return state
     }
 
-    func resume(_ command: RunCommand) {
+    var isParked: Bool { currentState == .parked }
+
+    /// The registers the vCPU parked with (nil while it runs).
+    var registers: ExitRegisters? {
         cond.lock()
-        self.command = command
-        parked = false
-        stopRequested = false
+        defer { cond.unlock() }
+        return state == .parked ? parkedRegisters : nil
+    }
+
+    /// Starts a run; its stop is posted when it ends. The vCPU must be parked.
+    func resume(_ plan: RunPlan) {
+        cond.lock()
+        precondition(state == .parked, "vCPU \(index) resumed while \(state)")
+        order = .run(plan)
+        state = .running
+        pauseRequested = false
         cond.broadcast()
         cond.unlock()
     }
 
-    /// Kicks the vCPU out of KVM_RUN (immediate_exit for the window before it enters, a signal
-    /// for when it is inside). It then parks and posts `.interrupted`, or its own stop if it had one.
-    func requestStop() {
+    /// Asks a running vCPU to park: it leaves KVM_RUN (immediate_exit covers the window
+    /// before it enters, the signal the time inside) and posts `.interrupted`, or its own stop
+    /// if it had one.
+    func requestPause() {
         cond.lock()
         defer { cond.unlock() }
-        guard !parked else { return }
-        stopRequested = true
-        vcpu.requestImmediateExit()
-        if let thread { pthread_kill(thread, ckvm_kick_signal()) }
+        guard state == .running, !pauseRequested else { return }
+        pauseRequested = true
+        kickLocked()
+    }
+
+    func waitUntilParked() {
+        cond.lock()
+        while state == .running { cond.wait() }
+        cond.unlock()
     }
 
     /// With an in-kernel irqchip HLT never leaves KVM, so the controller asks now and then:
     /// the vCPU is kicked, looks at its own mp_state and IF, and runs on. Returns nil if the
-    /// vCPU is parked (its status is known) or did not answer within a second.
+    /// vCPU is not running (its status is known) or did not answer within a second (it only
+    /// fails to when its thread is descheduled that long).
     func probeHalted() -> Bool? {
         cond.lock()
         defer { cond.unlock() }
-        guard !parked else { return nil }
+        guard state == .running else { return nil }
         probeRequested = true
         probeAnswer = nil
-        vcpu.requestImmediateExit()
-        if let thread { pthread_kill(thread, ckvm_kick_signal()) }
+        kickLocked()
         let deadline = Date().addingTimeInterval(1)
-        while probeAnswer == nil && !parked {
+        while probeAnswer == nil && state == .running {
             if !cond.wait(until: deadline) { break }
         }
         return probeAnswer
     }
 
-    private func answerProbeIfAsked() {
+    /// Runs `body` on the vCPU thread (the only one that issues its ioctls) and waits for it.
+    /// The vCPU must be parked.
+    func perform<T, E: Error>(_ body: (Backend) throws(E) -> T) throws(E) -> T {
+        var result: Result<T, E>?
+        withoutActuallyEscaping(body) { body in
+            // SAFETY: `perform` blocks until the job is done, so `body` and `result` outlive
+            // their use on the vCPU thread, and nothing else touches them meanwhile.
+            nonisolated(unsafe) let unsafeBody = body
+            nonisolated(unsafe) var slot: Result<T, E>? = nil
+            let job = Job { backend in
+                do throws(E) { slot = .success(try unsafeBody(backend)) } catch { slot = .failure(error) }
+            }
+            cond.lock()
+            precondition(state == .parked, "vCPU \(index) asked for a job while \(state)")
+            order = .job(job)
+            cond.broadcast()
+            while !job.done { cond.wait() }
+            cond.unlock()
+            result = slot
+        }
+        return try result!.get()
+    }
+
+    /// Parks the vCPU if it runs, ends its thread and joins it.
+    func finish() {
+        requestPause()
+        waitUntilParked()
         cond.lock()
-        let asked = probeRequested
+        let tid = thread
+        if state == .parked {
+            order = .finish
+            cond.broadcast()
+        }
+        thread = nil
+        cond.unlock()
+        if let tid { pthread_join(tid, nil) }
+    }
+
+    private func kickLocked() {
+        backend.requestImmediateExit()
+        kicks += 1
+        if let thread { pthread_kill(thread, ckvm_kick_signal()) }
+    }
+
+    // MARK: the thread
+
+    private func main() {
+        _ = ckvm_unblock_all_signals()
+        let initial = snapshotRegisters()
+        cond.lock()
+        if parkedRegisters == nil { parkedRegisters = initial }
+        while true {
+            while order == nil { cond.wait() }
+            let next = order!
+            order = nil
+            switch next {
+            case .finish:
+                state = .finished
+                cond.broadcast()
+                cond.unlock()
+                return
+            case .job(let job):
+                cond.unlock()
+                job.body(backend)
+                let registers = snapshotRegisters()
+                cond.lock()
+                parkedRegisters = registers
+                job.done = true
+                cond.broadcast()
+            case .run(let plan):
+                cond.unlock()
+                let stop = runUntilStop(plan)
+                let registers = snapshotRegisters()
+                cond.lock()
+                parkedRegisters = registers
+                // Posted before the state turns parked, under the same lock: whoever waits for
+                // the park (pauseAll) then finds the stop already queued.
+                post(index, stop)
+                state = .parked
+                pauseRequested = false
+                probeRequested = false
+                cond.broadcast()
+            }
+        }
+    }
+
+    private func snapshotRegisters() -> ExitRegisters? {
+        guard let regs = try? backend.getRegs(), let sregs = try? backend.getSregs() else { return nil }
+        return ExitRegisters(regs: regs, sregs: sregs)
+    }
+
+    /// What the controller asked for since the last look: a pause ends the run, a probe is
+    /// answered and the run goes on.
+    private func takeRequests() -> VCPUStop? {
+        cond.lock()
+        let pause = pauseRequested
+        let probe = probeRequested
         probeRequested = false
         cond.unlock()
-        guard asked else { return }
+        if probe { answerProbe() }
+        return pause ? .interrupted : nil
+    }
+
+    private func answerProbe() {
         var halted = false
-        if let state = try? vcpu.getMPState(), let regs = try? vcpu.getRegs() {
+        if let state = try? backend.getMPState(), let regs = try? backend.getRegs() {
             let waiting = state == UInt32(KVM_MP_STATE_UNINITIALIZED) || state == UInt32(KVM_MP_STATE_INIT_RECEIVED)
             halted = waiting || (state == UInt32(KVM_MP_STATE_HALTED) && regs.rflags & (1 << 9) == 0)
         }
@@ -111,223 +272,96 @@ final class VCPUThread: @unchecked Sendable {
         cond.unlock()
     }
 
-    func waitUntilParked() {
-        cond.lock()
-        while !parked { cond.wait() }
-        cond.unlock()
-    }
-
-    private var shouldStop: Bool {
-        cond.lock()
-        defer { cond.unlock() }
-        return stopRequested
-    }
-
-    private func main() {
-        _ = ckvm_unblock_all_signals()
-        cond.lock()
-        thread = pthread_self()
-        cond.broadcast()
-        while true {
-            while command == nil { cond.wait() }
-            let cmd = command!
-            command = nil
-            cond.unlock()
-            let stop = runUntilStop(cmd)
-            cond.lock()
-            // Posted before `parked` turns true, under the same lock: whoever waits for the
-            // park (pauseAll) then finds the stop already queued.
-            machine.stops.post(vcpu: vcpu.index, stop: stop)
-            parked = true
-            cond.broadcast()
-        }
-    }
-
-    private func debugFlags(_ cmd: RunCommand, stepping: Bool, hardware: Bool) -> UInt32 {
-        var flags = cmd.debugFlags
+    private func debugFlags(_ plan: RunPlan, stepping: Bool, hardware: Bool) -> UInt32 {
+        var flags = plan.debugFlags
         if !hardware { flags &= ~UInt32(KVM_GUESTDBG_USE_HW_BP) }
         if stepping {
             flags |= UInt32(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP)
-            if cmd.blockIRQ { flags |= UInt32(KVM_GUESTDBG_BLOCKIRQ) }
+            if plan.blockIRQ { flags |= UInt32(KVM_GUESTDBG_BLOCKIRQ) }
         }
         if flags & ~UInt32(KVM_GUESTDBG_ENABLE) == 0 { flags = 0 }
         return flags
     }
 
-    private func runUntilStop(_ cmd: RunCommand) -> VCPUStop {
+    private func applyGuestDebug(_ plan: RunPlan, _ context: ExitContext) throws(SystemError) {
+        try backend.setGuestDebug(flags: debugFlags(plan, stepping: context.singleStepping,
+                                                    hardware: !context.steppingOver && !context.untrappedStep),
+                                  debugRegs: plan.debugRegs)
+    }
+
+    private func runUntilStop(_ plan: RunPlan) -> VCPUStop {
         do {
-            return try runLoop(cmd)
+            return try runLoop(plan)
         } catch {
-            return .crash(Crash(.internalError, "vCPU \(vcpu.index): \(error)"))
+            return .crash(Crash(.internalError, "vCPU \(index): \(error)"))
         }
     }
 
-    /// The watchpoint fallback: decode the instruction KVM could not emulate (to see what it
-    /// reads), snapshot the watched bytes (to see what it writes), lift the traps, single-step
-    /// it, and put the traps back. Returns a watchpoint hit, or a stop that ended the step.
-    private func stepThroughTrappedPage(_ cmd: RunCommand) throws -> VCPUStop? {
-        let watches = machine.watches
-        let before = try vcpu.getRegs()
-        var reads = try machine.decodedReads(vcpu: vcpu)
-        let watchedBefore = watches.watchedBytes()
-        try watches.setLifted(true)
-        defer { try? watches.setLifted(false) }
-        try vcpu.setGuestDebug(flags: debugFlags(cmd, stepping: true, hardware: false), debugRegs: cmd.debugRegs)
-        defer { try? vcpu.setGuestDebug(flags: debugFlags(cmd, stepping: cmd.mode == .step || cmd.watchByStepping,
-                                                          hardware: true),
-                                         debugRegs: cmd.debugRegs) }
-        stepping: while true {
-            let exit = try vcpu.runOnce()
-            switch exit {
-            case .io(let access):
-                if let stop = machine.handleIO(access, data: vcpu.ioData(access)) { return stop }
-            case let .mmio(address, length, isWrite, data):
-                _ = try machine.handleMMIO(vcpu: vcpu, address: address, length: length, isWrite: isWrite, data: data)
-            case .debug:
-                break stepping
-            case .interrupted, .other:
-                continue
-            case .internalError(let sub, _):
-                let rip = (try? vcpu.getRegs().rip) ?? 0
-                return .crash(Crash(.emulationFailure,
-                                    "KVM could not emulate the instruction at rip 0x\(String(rip, radix: 16)) (suberror \(sub))"))
-            case .shutdown:
-                return .crash(Crash(.tripleFault, "triple fault (KVM_EXIT_SHUTDOWN)"))
-            case .hlt:
-                return .halted
-            case .failEntry, .systemEvent:
-                return .crash(Crash(.entryFailure, "KVM could not enter the guest while stepping past a watched page"))
-            }
-        }
-        // A trap-flag step runs one iteration of a REP string instruction: RIP stays put.
-        if try vcpu.getRegs().rip == before.rip {
-            reads = try machine.decodedReads(vcpu: vcpu, regs: before, oneIteration: true)
-        }
-        for (watch, old) in watchedBefore {
-            let now = watch.pieces.flatMap { (try? machine.ram.read(at: $0.physical, count: $0.length)) ?? [] }
-            if let i = old.indices.first(where: { $0 < now.count && old[$0] != now[$0] }) {
-                return .watchpoint(watch.kind == .access ? .access : .write, address: watch.virtual + UInt64(i))
-            }
-        }
-        for access in reads {
-            if let (kind, virtual) = watches.hitVirtual(address: access.address, length: access.size, reads: true) {
-                return .watchpoint(kind, address: virtual)
-            }
-        }
-        return nil
-    }
-
-    private func runLoop(_ cmd: RunCommand) throws -> VCPUStop {
+    private func runLoop(_ plan: RunPlan) throws(SystemError) -> VCPUStop {
+        var context = ExitContext(mode: plan.mode == .untrappedStep ? .step : plan.mode,
+                                  untrappedStep: plan.mode == .untrappedStep,
+                                  watchByStepping: plan.watchByStepping && plan.mode != .untrappedStep)
         // Stepping past a hardware breakpoint we sit on: one quiet step with the slots disarmed.
-        var steppingOver = false
-        if !cmd.hardwareBreakpoints.isEmpty {
-            let regs = try vcpu.getRegs()
-            let sregs = try vcpu.getSregs()
-            steppingOver = cmd.hardwareBreakpoints.contains(sregs.cs.base &+ regs.rip)
+        if !plan.hardwareBreakpoints.isEmpty, plan.mode != .untrappedStep {
+            let regs = try backend.getRegs()
+            let sregs = try backend.getSregs()
+            context.steppingOver = plan.hardwareBreakpoints.contains(sregs.cs.base &+ regs.rip)
         }
-        let alwaysStep = cmd.mode == .step || cmd.watchByStepping
-        try vcpu.setGuestDebug(flags: debugFlags(cmd, stepping: alwaysStep || steppingOver,
-                                                 hardware: !steppingOver),
-                               debugRegs: cmd.debugRegs)
-        // Watches checked by stepping: what the next instruction reads, and the watched bytes
-        // before it runs.
-        var stepCheck: (snapshot: [(WatchTraps.Piece, WatchKind, [UInt8])], reads: [MemoryAccess])?
+        try applyGuestDebug(plan, context)
+        var snapshot: WatchStepSnapshot?
         while true {
-            if shouldStop { return .interrupted }
-            if cmd.watchByStepping && stepCheck == nil {
-                stepCheck = (machine.watches.steppedSnapshot(), try machine.decodedReads(vcpu: vcpu))
+            if context.finishing == nil, let stop = takeRequests() { return stop }
+            if (context.untrappedStep || context.watchByStepping) && snapshot == nil {
+                snapshot = environment.watchStepSnapshot(regs: try backend.getRegs(), sregs: try backend.getSregs(),
+                                                         allWatches: context.untrappedStep)
             }
-            let started = DispatchTime.now().uptimeNanoseconds
-            let exit = try vcpu.runOnce()
-            machine.statistics.record(vcpu: vcpu.index, exit: exit,
-                                      nanoseconds: DispatchTime.now().uptimeNanoseconds &- started)
-            switch exit {
-            case .io(let access):
-                if let stop = machine.handleIO(access, data: vcpu.ioData(access)) { return stop }
-            case let .mmio(address, length, isWrite, data):
-                if let stop = try machine.handleMMIO(vcpu: vcpu, address: address, length: length,
-                                                     isWrite: isWrite, data: data) {
-                    return stop
-                }
-            case .hlt:
-                // Without an in-kernel irqchip nothing can ever wake a halted vCPU.
-                return cmd.mode == .step ? .stepped : .halted
-            case let .debug(exception, pc, dr6, _):
-                if exception == 1 {
-                    let hit = Int(dr6 & 0xF)
-                    if hit != 0, !steppingOver {
-                        return .hardwareBreakpoint(slot: hit.trailingZeroBitCount)
-                    }
-                    if dr6 & (1 << 14) != 0 {
-                        if let check = stepCheck {
-                            stepCheck = nil
-                            if let (kind, address) = machine.watches.steppedHit(snapshot: check.snapshot, reads: check.reads) {
-                                return .watchpoint(kind, address: address)
-                            }
-                        }
-                        if steppingOver {
-                            steppingOver = false
-                            if cmd.mode == .step { return .stepped }
-                            try vcpu.setGuestDebug(flags: debugFlags(cmd, stepping: alwaysStep, hardware: true),
-                                                   debugRegs: cmd.debugRegs)
-                            continue
-                        }
-                        if cmd.mode == .step { return .stepped }
-                        if cmd.watchByStepping { continue }
-                        return .stepped
-                    }
-                    return .guestDebugTrap(exception: 1)
-                }
-                if exception == 3 {
-                    if try machine.isPlantedBreakpoint(vcpu: vcpu, linear: pc) { return .softwareBreakpoint }
-                    // The guest's own int3 (KVM intercepts every #BP while we use software
-                    // breakpoints): hand it to the guest's IDT, as it would run without us.
-                    try vcpu.deliverGuestBreakpoint(advanceRIP: false)
-                    continue
-                }
-                return .guestDebugTrap(exception: exception)
-            case .shutdown:
-                return .crash(Crash(.tripleFault, "triple fault (KVM_EXIT_SHUTDOWN)"))
-            case .failEntry(let reason):
-                return .crash(Crash(.entryFailure,
-                                    "KVM could not enter the guest (hardware entry failure reason 0x\(String(reason, radix: 16)))"))
-            case let .internalError(suberror, data):
-                // On a paravirtual KVM an int3 at CPL0 surfaces as an emulation failure (PLATFORM.md).
-                if suberror == UInt32(KVM_INTERNAL_ERROR_EMULATION) {
-                    let regs = try vcpu.getRegs()
-                    let sregs = try vcpu.getSregs()
-                    if try machine.isPlantedBreakpoint(vcpu: vcpu, linear: sregs.cs.base &+ regs.rip) {
-                        return .softwareBreakpoint
-                    }
-                    // Some hosts cannot emulate an int3 at CPL0 at all (PLATFORM.md): deliver the
-                    // guest's own breakpoint exception to its IDT ourselves.
-                    if try machine.isGuestInt3(vcpu: vcpu, linear: sregs.cs.base &+ regs.rip) {
-                        try vcpu.deliverGuestBreakpoint(advanceRIP: true)
-                        continue
-                    }
-                    // KVM cannot fetch code (or walk page tables) from a page we trapped for a
-                    // watchpoint: run that one instruction with the traps lifted.
-                    if !machine.watches.isEmpty {
-                        if let stop = try stepThroughTrappedPage(cmd) { return stop }
-                        if cmd.mode == .step { return .stepped }
-                        continue
-                    }
-                    return .crash(Crash(.emulationFailure,
-                                        "KVM could not emulate the instruction at rip 0x\(String(regs.rip, radix: 16))"))
-                }
-                let words = data.map { "0x" + String($0, radix: 16) }.joined(separator: " ")
-                return .crash(Crash(.internalError, "KVM internal error, suberror \(suberror) \(words)"))
-            case .systemEvent(let type):
-                if type == UInt32(KVM_SYSTEM_EVENT_SHUTDOWN) { return .exit(status: 0) }
-                return .crash(Crash(.reset, "the guest asked for a system reset (event \(type))"))
-            case .interrupted:
-                answerProbeIfAsked()
+            let started = statistics == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+            let exit = try backend.run()
+            statistics?.record(vcpu: index, exit: exit, nanoseconds: DispatchTime.now().uptimeNanoseconds &- started)
+            let backend = self.backend
+            let action = ExitHandler.handle(exit, context: context, environment: environment) {
+                guard let regs = try? backend.getRegs(), let sregs = try? backend.getSregs() else { return nil }
+                return ExitRegisters(regs: regs, sregs: sregs)
+            }
+            switch action.completion {
+            case .none: break
+            case .ioRead(let bytes): backend.completeIORead(bytes)
+            case .mmioRead(let value): backend.completeMMIORead(value)
+            }
+            switch action.next {
+            case .reenter, .mailbox:
                 continue
-            case .other(let reason):
-                // IRQ-window and similar exits need nothing from us: re-enter.
-                if reason == UInt32(KVM_EXIT_IRQ_WINDOW_OPEN) || reason == UInt32(KVM_EXIT_INTR) { continue }
-                return .crash(Crash(.internalError, "unexpected KVM exit reason \(reason)"))
+            case .finishInstruction(let finishing):
+                context.finishing = finishing
+                backend.requestImmediateExit()
+            case .stop(let stop):
+                return stop
+            case .deliverGuestBreakpoint(let advanceRIP):
+                try backend.deliverGuestBreakpoint(advanceRIP: advanceRIP)
+            case .steppedOver:
+                context.finishing = nil
+                context.steppingOver = false
+                if context.mode == .step { return .stepped }
+                try applyGuestDebug(plan, context)
+            case .checkWatchStep:
+                context.finishing = nil
+                if let taken = snapshot, let hit = environment.watchStepHit(taken, regs: try backend.getRegs()) {
+                    return hit
+                }
+                snapshot = nil
+                if context.steppingOver {
+                    context.steppingOver = false
+                    try applyGuestDebug(plan, context)
+                }
+                if context.mode == .step { return .stepped }
             }
         }
     }
+}
+
+/// What a pthread runs: a C function pointer cannot capture, so the closure travels as its argument.
+private final class ThreadBody: @unchecked Sendable {
+    // SAFETY (Sendable): created by the starting thread and only run by the new one.
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
 }

@@ -7,7 +7,7 @@ import Foundation
 /// instruction fetches run natively); pages with read or access watches get no slot at all.
 /// We complete each access on guest RAM ourselves and report a hit when it overlaps a watch.
 final class WatchTraps: @unchecked Sendable {
-    // SAFETY (Sendable): `watches`, `layout` and `suspended` are guarded by `lock`; slot
+    // SAFETY (Sendable): `watches`, `installed`, `lifted` and the page sets are guarded by `lock`; slot
     // changes happen only while every vCPU is parked (controller rule).
     struct Piece: Sendable { var virtual: UInt64; var physical: UInt64; var length: Int }
     struct Watch: Sendable { var kind: WatchKind; var virtual: UInt64; var length: Int; var pieces: [Piece] }
@@ -17,11 +17,11 @@ final class WatchTraps: @unchecked Sendable {
     private let ram: GuestRAM
     private weak var vm: VirtualMachine?
     private let lock = NSLock()
-    /// Held across a whole slot rebuild: the controller and a vCPU's fallback step may both do one.
+    /// Held across a whole slot rebuild (the controller does them, with every vCPU parked).
     private let slotLock = NSLock()
     private var watches: [Watch] = []
     private var installed: [Slot] = []
-    /// Pages whose trap is lifted for one fallback single-step.
+    /// Every trap lifted for one fallback single-step, while the other vCPUs are parked.
     private var lifted = false
     /// Watched pages the CPU also reads as page tables: they cannot leave the memory slots (the
     /// guest's own translation would fault), so their watches are checked by single-stepping.
@@ -152,34 +152,23 @@ final class WatchTraps: @unchecked Sendable {
         return !steppedPages.isEmpty && !watches.isEmpty
     }
 
-    /// The bytes under write/access watches on stepped pages, before a step.
-    func steppedSnapshot() -> [(Piece, WatchKind, [UInt8])] {
+    /// The bytes under write/access watches before a checked step: those on page-table pages
+    /// (`steppedPagesOnly`, watches checked by stepping) or all of them (the traps are lifted).
+    func watchedBytes(steppedPagesOnly: Bool) -> [WatchedBytes] {
         lock.lock()
         let pages = steppedPages
         let list = watches
         lock.unlock()
-        var result: [(Piece, WatchKind, [UInt8])] = []
+        var result: [WatchedBytes] = []
         for watch in list where watch.kind != .read {
-            for piece in watch.pieces where pages.contains(piece.physical >> 12) {
-                result.append((piece, watch.kind, (try? ram.read(at: piece.physical, count: piece.length)) ?? []))
+            for piece in watch.pieces {
+                let first = piece.physical >> 12, last = (piece.physical + UInt64(piece.length) - 1) >> 12
+                if steppedPagesOnly && !(first...last).contains(where: pages.contains) { continue }
+                result.append(WatchedBytes(kind: watch.kind, virtual: piece.virtual, physical: piece.physical,
+                                           bytes: (try? ram.read(at: piece.physical, count: piece.length)) ?? []))
             }
         }
         return result
-    }
-
-    /// After a step: a changed byte under a stepped write/access watch, or a decoded read of a
-    /// stepped read/access watch.
-    func steppedHit(snapshot: [(Piece, WatchKind, [UInt8])], reads: [MemoryAccess]) -> (WatchKind, UInt64)? {
-        for (piece, kind, old) in snapshot {
-            let now = (try? ram.read(at: piece.physical, count: piece.length)) ?? []
-            if let i = old.indices.first(where: { $0 < now.count && old[$0] != now[$0] }) {
-                return (kind == .access ? .access : .write, piece.virtual + UInt64(i))
-            }
-        }
-        for access in reads {
-            if let hit = hitVirtual(address: access.address, length: access.size, reads: true) { return hit }
-        }
-        return nil
     }
 
     func isTrapped(physical: UInt64) -> Bool {
@@ -188,14 +177,6 @@ final class WatchTraps: @unchecked Sendable {
         guard !watches.isEmpty else { return false }
         return installed.allSatisfy { !($0.start <= physical && physical < $0.start + $0.size) || $0.readOnly }
             && physical < ram.size
-    }
-
-    /// Snapshot of the bytes under write/access watches, for the fallback step's comparison.
-    func watchedBytes() -> [(Watch, [UInt8])] {
-        lock.lock()
-        let list = watches.filter { $0.kind != .read }
-        lock.unlock()
-        return list.map { w in (w, w.pieces.flatMap { (try? ram.read(at: $0.physical, count: $0.length)) ?? [] }) }
     }
 
     /// The first watch of a matching kind overlapping [physical, physical+length), with the
@@ -215,8 +196,8 @@ final class WatchTraps: @unchecked Sendable {
         return nil
     }
 
-    /// Like `hit`, for a guest-virtual range and read accesses only (the fallback step's view).
-    func hitVirtual(address: UInt64, length: Int, reads: Bool) -> (WatchKind, UInt64)? {
+    /// Like `hit`, for a guest-virtual range and read accesses only (the checked step's view).
+    func hitVirtual(address: UInt64, length: Int) -> (WatchKind, UInt64)? {
         lock.lock()
         defer { lock.unlock() }
         for watch in watches where watch.kind == .read || watch.kind == .access {
@@ -227,35 +208,17 @@ final class WatchTraps: @unchecked Sendable {
         return nil
     }
 
-    /// Serves an MMIO exit. Accesses to trapped RAM are completed on RAM; a hit lets the
-    /// instruction finish (immediate_exit re-entry) and then reports the stop. Accesses to
+    /// Serves an MMIO exit. Accesses to trapped RAM are completed on RAM (a write over a planted
+    /// breakpoint changes the byte under it and keeps the 0xCC) and checked against the watches;
     /// addresses with no RAM at all read as all-ones and drop writes, like an empty bus.
-    func handle(vcpu: VCPU, address: UInt64, length: Int, isWrite: Bool, data: UInt64,
-                planted: BreakpointTable) throws -> VCPUStop? {
+    func serve(_ access: MMIOAccess, planted: BreakpointTable) -> MMIOResult {
+        let address = access.address, length = access.length
         guard length > 0, length <= 8, ram.contains(address, count: length) else {
-            if !isWrite { vcpu.completeMMIORead(UInt64.max) }
-            return nil
+            return MMIOResult(value: UInt64.max)
         }
-        complete(vcpu: vcpu, address: address, length: length, isWrite: isWrite, data: data, planted: planted)
-        guard let (kind, virtual) = hit(physical: address, length: length, isWrite: isWrite) else { return nil }
-        // Finish the instruction before reporting, as gdb expects of watchpoints.
-        while true {
-            vcpu.requestImmediateExit()
-            let exit = try vcpu.runOnce()
-            guard case let .mmio(a, l, w, d) = exit else { break }
-            if l > 0, l <= 8, ram.contains(a, count: l) {
-                complete(vcpu: vcpu, address: a, length: l, isWrite: w, data: d, planted: planted)
-            } else if !w {
-                vcpu.completeMMIORead(UInt64.max)
-            }
-        }
-        return .watchpoint(kind, address: virtual)
-    }
-
-    private func complete(vcpu: VCPU, address: UInt64, length: Int, isWrite: Bool, data: UInt64,
-                          planted: BreakpointTable) {
-        if isWrite {
-            var bytes = (0..<length).map { UInt8(truncatingIfNeeded: data >> (8 * UInt64($0))) }
+        var value: UInt64 = 0
+        if access.isWrite {
+            var bytes = (0..<length).map { UInt8(truncatingIfNeeded: access.data >> (8 * UInt64($0))) }
             for i in bytes.indices where planted.original(atPhysical: address + UInt64(i)) != nil {
                 planted.updateOriginal(atPhysical: address + UInt64(i), to: bytes[i])
                 bytes[i] = 0xCC
@@ -263,9 +226,9 @@ final class WatchTraps: @unchecked Sendable {
             try? ram.write(bytes, at: address)
         } else {
             let bytes = (try? ram.read(at: address, count: length)) ?? []
-            var value: UInt64 = 0
             for (i, b) in bytes.enumerated() { value |= UInt64(b) << (8 * UInt64(i)) }
-            vcpu.completeMMIORead(value)
         }
+        let found = hit(physical: address, length: length, isWrite: access.isWrite)
+        return MMIOResult(value: value, hit: found.map { (kind: $0.0, address: $0.1) })
     }
 }

@@ -1,0 +1,55 @@
+import CKVM
+
+/// What the vCPU run loop needs of a vCPU: the one KVM_RUN, completing exits, the registers a
+/// debug exit is judged by, and guest debug. `VCPU` is the KVM implementation; tests script
+/// exits through a fake, so the run loop, the exit handler and the kick/park/probe state machine
+/// run without /dev/kvm.
+public protocol VCPUBackend: AnyObject, Sendable {
+    var index: Int { get }
+    /// KVM_RUN once and decode the exit. EINTR (a kick) is `.interrupted`, and only then is
+    /// `immediate_exit` cleared: a kick that lands while an exit is handled is kept.
+    func run() throws(SystemError) -> VMExit
+    /// Makes the next (or current) run return `.interrupted`; safe from any thread. Whoever
+    /// kicks also signals the thread, so that a vCPU already inside KVM_RUN leaves it.
+    func requestImmediateExit()
+    /// The bytes an `in` returns (`size * count` of them), for the current `.io` exit.
+    func completeIORead(_ bytes: [UInt8])
+    /// The value an MMIO read returns, for the current `.mmio` exit.
+    func completeMMIORead(_ value: UInt64)
+
+    func getRegs() throws(SystemError) -> kvm_regs
+    func setRegs(_ regs: kvm_regs) throws(SystemError)
+    func getSregs() throws(SystemError) -> kvm_sregs
+    func getMPState() throws(SystemError) -> UInt32
+    func getVCPUEvents() throws(SystemError) -> kvm_vcpu_events
+    func setVCPUEvents(_ events: kvm_vcpu_events) throws(SystemError)
+    /// KVM_SET_GUEST_DEBUG (implementations skip it when nothing changed).
+    func setGuestDebug(flags: UInt32, debugRegs: [UInt64]) throws(SystemError)
+}
+
+extension VCPUBackend {
+    /// The paging registers the page walker needs.
+    public func pagingState() throws(SystemError) -> PagingState {
+        let s = try getSregs()
+        return PagingState(cr0: s.cr0, cr3: s.cr3, cr4: s.cr4, efer: s.efer)
+    }
+
+    /// Delivers a breakpoint exception (#BP, a trap) to the guest for the int3 at RIP, injected
+    /// on the next entry. After a #BP exit (VMX/SVM) KVM knows the int3's length and pushes the
+    /// address after it itself; after an emulation failure it does not, so `advanceRIP` moves
+    /// RIP past the one-byte int3 first. Either way the guest's handler sees what an int3 pushes.
+    public func deliverGuestBreakpoint(advanceRIP: Bool) throws(SystemError) {
+        if advanceRIP {
+            var regs = try getRegs()
+            regs.rip &+= 1
+            try setRegs(regs)
+        }
+        var events = try getVCPUEvents()
+        events.exception.injected = 1
+        events.exception.nr = 3
+        events.exception.has_error_code = 0
+        events.exception.error_code = 0
+        events.flags = 0
+        try setVCPUEvents(events)
+    }
+}
