@@ -30,8 +30,12 @@ final class Controller {
     /// Standard input feeds the guest's serial port while it is the console (until its end).
     var consoleInput: Int32?
 
-    init(machine: Machine, options: Options) throws(TransportError) {
+    /// The guest's console, for `monitor info exits` (bytes dropped when its reader lags).
+    let console: BufferedSink?
+
+    init(machine: Machine, options: Options, console: BufferedSink? = nil) throws(TransportError) {
         self.machine = machine
+        self.console = console
         self.options = options
         stopBook = StopAggregator(vcpuCount: machine.vcpuCount)
         consoleInput = options.serial == .stdio && options.gdb != .stdio ? 0 : nil

@@ -57,7 +57,8 @@ extension Controller {
     }
 
     private func exitTable() -> String {
-        var text = ""
+        var text = "serial output dropped (its reader did not keep up): \(console?.dropped ?? 0) bytes\n"
+        text += "system calls so far: \(SystemCalls.count)\n"
         for (vcpu, table) in machine.statistics.snapshot().enumerated() {
             text += "vCPU \(vcpu): \(vcpuCountText(table)) exits\n"
             text += "  reason                         count      total ms    avg us\n"

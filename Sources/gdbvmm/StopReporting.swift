@@ -12,7 +12,7 @@ extension Controller {
             return
         }
         var fallback = collect(records)
-        if !stopBook.hasPending && !interruptRequested && fallback.isEmpty {
+        if !hasReportable && !interruptRequested && fallback.isEmpty {
             // A halted vCPU alone is not news for gdb while others still run.
             if allHalted { finishAttached(status: 0) }
             return
@@ -32,7 +32,7 @@ extension Controller {
             // Running, the step is only news if it hit a watch or ended otherwise.
             if stop != .stepped || lastPlan[vcpu] == .step { stopBook.record(stop, vcpu: vcpu) }
         }
-        if !stopBook.hasPending && !interruptRequested {
+        if !hasReportable && !interruptRequested {
             // Only the watchpoint fallback stopped things: run on as gdb asked.
             let plan = lastPlan.filter { machine.status[$0.key] == .runnable || machine.status[$0.key] == .waitingForSIPI }
             if plan.isEmpty { if allHalted { finishAttached(status: 0) }; return }
@@ -47,6 +47,11 @@ extension Controller {
         reportNext()
     }
 
+    /// A stop gdb can be told now: one of a vCPU it resumed.
+    private var hasReportable: Bool {
+        lastPlan.keys.contains { stopBook.pending[$0] != nil }
+    }
+
     /// Notes each stop, keeps the reportable ones; returns the vCPUs that need the watchpoint
     /// fallback's step.
     private func collect(_ records: [(vcpu: Int, stop: VCPUStop)]) -> [Int] {
@@ -59,10 +64,12 @@ extension Controller {
     }
 
     /// Tells gdb one stop: the guest's end, a crash, or the next vCPU round robin; a Ctrl-C with
-    /// nothing else to tell is SIGINT on the current vCPU.
+    /// nothing else to tell is SIGINT on the current vCPU. Only vCPUs gdb resumed can report:
+    /// gdb holds the others stopped (a step over a breakpoint resumes one thread alone), so
+    /// their pending stops wait until gdb resumes them.
     private func reportNext() {
         interruptRequested = false
-        guard let (vcpu, stop) = stopBook.takeNext() else {
+        guard let (vcpu, stop) = stopBook.takeNext(among: Set(lastPlan.keys)) else {
             if allHalted { finishAttached(status: 0); return }
             stopBook.reported(vcpu: currentVCPU)
             deliver(.stopped(thread: currentVCPU + 1, signal: GDBSignal.sigint, reason: .none))

@@ -23,18 +23,20 @@ func runVMM(_ options: Options) -> Int32 {
         }
         return fail("guest image \(options.guest) does not exist")
     }
-    let serial: any ByteSink
+    let console: BufferedSink?
     switch options.serial {
     case .stdio:
         // With --gdb stdio, stdout carries the protocol: the console goes to stderr.
-        serial = FileDescriptorSink(fileDescriptor: options.gdb == .stdio ? 2 : 1)
+        console = BufferedSink(FileDescriptorSink(fileDescriptor: options.gdb == .stdio ? 2 : 1))
     case .none:
-        serial = DiscardSink()
+        console = nil
     case .file(let path):
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         if fd < 0 { return fail("cannot open serial output file \(path): \(String(cString: strerror(errno)))") }
-        serial = FileDescriptorSink(fileDescriptor: fd)
+        console = BufferedSink(FileDescriptorSink(fileDescriptor: fd))
     }
+    // The vCPUs write into the buffer, never into the file itself (see BufferedSink).
+    let serial: any ByteSink = console ?? DiscardSink()
     let machine: Machine
     do {
         // GDBVMM_KVM_DEVICE names another KVM device node (a container's, or a test's).
@@ -46,11 +48,13 @@ func runVMM(_ options: Options) -> Int32 {
         return fail("\(error)")
     }
     do {
-        let controller = try Controller(machine: machine, options: options)
+        let controller = try Controller(machine: machine, options: options, console: console)
         let status = controller.run()
-        // vCPU threads may still be running (halted, or parked mid-exit) and refer to the
-        // machine: end the process while it is alive rather than tear it down under them.
-        withExtendedLifetime(machine) { exit(status) }
+        // Park and join every vCPU thread, then let what the guest printed reach its reader
+        // (unless the reader stopped reading: a second without progress ends the wait).
+        machine.shutdown()
+        console?.flush(timeout: 1)
+        return status
     } catch {
         return fail("\(error)")
     }

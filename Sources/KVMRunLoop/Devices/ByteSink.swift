@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -46,6 +47,81 @@ public final class FileDescriptorSink: ByteSink {
                 continue
             }
             return
+        }
+    }
+}
+
+/// Console output that never blocks a vCPU: bytes go into a bounded buffer (at most twice
+/// `capacity` with the chunk being written) that a writer thread
+/// of its own drains into the destination. When the destination stops taking bytes (a pipe
+/// nobody reads) and the buffer is full, new bytes are dropped and counted (`monitor info
+/// exits` shows the count): a vCPU must stay kickable, so it never waits for a reader.
+public final class BufferedSink: ByteSink, @unchecked Sendable {
+    // SAFETY (Sendable): `buffer`, `writing`, `written` and `droppedCount` are guarded
+    // by `cond`.
+    public static let defaultCapacity = 4 << 20
+
+    private let destination: any ByteSink
+    private let capacity: Int
+    private let cond = NSCondition()
+    private var buffer: [UInt8] = []
+    private var writing = false
+    /// Bytes the destination has taken, to tell a slow reader from one that never reads.
+    private var written: UInt64 = 0
+    private var droppedCount: UInt64 = 0
+
+    public init(_ destination: any ByteSink, capacity: Int = BufferedSink.defaultCapacity) {
+        self.destination = destination
+        self.capacity = capacity
+        let writer = Thread { [self] in drain() }
+        writer.name = "serial writer"
+        writer.start()
+    }
+
+    public func write(_ bytes: [UInt8]) {
+        cond.lock()
+        defer { cond.unlock() }
+        let room = max(0, capacity - buffer.count)
+        if room < bytes.count { droppedCount &+= UInt64(bytes.count - room) }
+        buffer += bytes.prefix(room)
+        cond.signal()
+    }
+
+    /// Bytes dropped because the destination did not keep up.
+    public var dropped: UInt64 {
+        cond.lock()
+        defer { cond.unlock() }
+        return droppedCount
+    }
+
+    /// Waits until everything buffered has been written, giving up once `timeout` seconds
+    /// pass without progress (a reader that never reads must not keep gdbvmm from exiting).
+    public func flush(timeout: Double) {
+        cond.lock()
+        defer { cond.unlock() }
+        var progress = written
+        var deadline = Date().addingTimeInterval(timeout)
+        while !buffer.isEmpty || writing {
+            if cond.wait(until: deadline) { continue }
+            if written == progress { return }
+            progress = written
+            deadline = Date().addingTimeInterval(timeout)
+        }
+    }
+
+    private func drain() {
+        cond.lock()
+        while true {
+            while buffer.isEmpty { cond.wait() }
+            let chunk = buffer
+            buffer.removeAll(keepingCapacity: true)
+            writing = true
+            cond.unlock()
+            destination.write(chunk)
+            cond.lock()
+            writing = false
+            written &+= UInt64(chunk.count)
+            cond.broadcast()
         }
     }
 }
