@@ -81,10 +81,11 @@ final class Listener {
             try Listener.removeStaleSocket(at: path, address: address)
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
             guard fd >= 0 else { throw TransportError(description: "socket: \(errorText())") }
-            // bind(2) creates the socket file with the umask applied, and fchmod on the socket
-            // beforehand does not reach that file: narrow the umask around bind so that only we
-            // can connect, from the first instant. (No other thread creates files meanwhile.)
-            let savedMask = umask(0o077)
+            // bind(2) creates the socket file as 0777 less the umask, and fchmod on the socket
+            // beforehand does not reach that file: set the umask around bind so that the file
+            // is 0600 (only we can connect) from the first instant. (No other thread creates
+            // files meanwhile.)
+            let savedMask = umask(0o177)
             // SAFETY: sockaddr_un starts with the sockaddr header bind(2) expects; the size is passed.
             let bound = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
