@@ -117,10 +117,15 @@ extension Controller {
         if connectionEvents & Int16(POLLOUT | POLLERR) != 0, let connection, !connection.flush() {
             disconnected()
         }
-        // Input before newcomers: the current gdb may have sent its last bytes and left just
-        // before the next one connected, and those bytes (a detach) decide whether the newcomer
-        // is refused. Reading never blocks, so an empty socket costs nothing.
-        if connectionEvents != 0 || listenerReady { readConnection() }
+        // Input before newcomers: the current gdb may have sent its last bytes (a detach) and
+        // left just before the next one connected, and then the newcomer is the next gdb, not
+        // a second one. Read it until it has nothing more (its end, if it left), within a
+        // bound. Reading never blocks, so an empty socket costs nothing.
+        if listenerReady {
+            readConnection(draining: true)
+        } else if connectionEvents != 0 {
+            readConnection()
+        }
         if finalStatus != nil { return }
         if revents({ if case .newcomer = $0 { return true }; return false }) != 0 { admitNewcomer() }
         if finalStatus != nil { return }
@@ -143,13 +148,15 @@ extension Controller {
         }
     }
 
-    /// Handles what the current connection has sent, down to its end if it has closed; a
-    /// bounded amount per wake-up, so that a flood cannot starve the rest of the loop.
-    private func readConnection() {
-        for _ in 0..<16 {
-            guard let connection else { return }
+    /// Handles what the current connection has sent, down to its end if it has closed: up to
+    /// 16 reads per wake-up, so that a flood cannot starve the rest of the loop; `draining`:
+    /// until there is nothing more to read, up to 16 MiB.
+    private func readConnection(draining: Bool = false) {
+        var consumed = 0
+        for reads in 0... {
+            guard let connection, draining ? consumed < 16 << 20 : reads < 16 else { return }
             switch connection.receive() {
-            case .bytes(let bytes): feed(bytes)
+            case .bytes(let bytes): consumed += bytes.count; feed(bytes)
             case .none: return
             case .closed: disconnected(); return
             }

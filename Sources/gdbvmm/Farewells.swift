@@ -68,7 +68,8 @@ final class Farewells {
         farewells.append(Farewell(id: nextID, fd: fd, phase: phase, output: output,
                                   deadline: monotonicNow() + Farewells.stepNanoseconds))
         nextID += 1
-        if case .replying = phase { step(farewells.count - 1, readable: false, writable: true) }
+        // The first packet may be here already (it came with the connection).
+        step(farewells.count - 1, readable: true, writable: true)
     }
 
     /// What to poll for, tagged with the ids `handle` takes back.
@@ -107,12 +108,11 @@ final class Farewells {
         }
     }
 
-    /// At exit: a last try, until `deadline`, to hand each finished session its last reply
-    /// (refused clients get nothing more); then closes everything.
+    /// At exit: a last try, until `deadline`, to hand each refused client its refusal (without
+    /// waiting for its packet) and each finished session its last reply; then closes everything.
     func closeAll(flushingUntil deadline: UInt64) {
-        farewells.removeAll { farewell in
-            if case .awaitingPacket = farewell.phase { close(farewell.fd); return true }
-            return false
+        for index in farewells.indices.reversed() {
+            if case .awaitingPacket = farewells[index].phase { startReply(index) }
         }
         while true {
             let replying = pollRequests.filter { $0.pfd.events & Int16(POLLOUT) != 0 }
@@ -122,7 +122,9 @@ final class Farewells {
             if poll(&fds, nfds_t(fds.count), Int32(min((deadline - now) / 1_000_000 + 1, 1000))) < 0 && errno != EINTR { break }
             for (request, pfd) in zip(replying, fds) { handle(id: request.id, revents: pfd.revents) }
         }
-        for farewell in farewells { close(farewell.fd) }
+        // What they sent meanwhile is read first: closing with unread data would reset the
+        // connection, and the peer could lose the reply.
+        for index in farewells.indices.reversed() where discardInput(index) { close(farewells[index].fd) }
         farewells.removeAll()
     }
 
