@@ -15,8 +15,9 @@ struct ConnectionTests {
         let gdb = try Peer(port: port)
         gdb.packet("?")
         #expect(gdb.read(until: "#").contains("$T05"))
-        // Held stopped, gdbvmm sees both at its next poll: the `c` and the newcomer.
+        // Stopped while it sleeps in poll, gdbvmm sees both when it wakes: the `c` and the newcomer.
         let pid = vmm.process.processIdentifier
+        try #require(waitUntilSleeping(pid))
         try stopAndWait(pid)
         gdb.packet("c")
         let newcomer = try Peer(port: port)
@@ -180,6 +181,20 @@ func unixAddress(_ path: String) -> sockaddr_un {
         for (i, byte) in path.utf8.enumerated() { raw[i] = byte }
     }
     return address
+}
+
+/// Waits (at most 10 s) until the main thread of `pid`, gdbvmm's controller, sleeps: with the
+/// guest stopped and its reply sent, that is in poll(2).
+func waitUntilSleeping(_ pid: pid_t) -> Bool {
+    let deadline = Date().addingTimeInterval(10)
+    while Date() < deadline {
+        // The state follows the last ')' (the command name may hold anything).
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        if stat[close...].dropFirst(2).first == "S" { return true }
+        sched_yield()
+    }
+    return false
 }
 
 /// Stops a process (SIGSTOP) and returns once the kernel says it is stopped.
