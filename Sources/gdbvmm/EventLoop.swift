@@ -3,12 +3,18 @@ import Glibc
 import KVMRunLoop
 import RSP
 
-/// The controller's event loop: the gdb connection, the listener, console input and vCPU stops,
-/// waited on together in one poll(2).
+/// The controller's event loop: the gdb connection, the listener, refused clients, console
+/// input, termination signals and vCPU stops, waited on together in one poll(2).
+///
+/// Nothing in it blocks on a client: sockets are non-blocking, input is read only when there is
+/// some, output is queued and written as the peer takes it. So no client can hold up a stop
+/// reply, the guest's exit, or the refusal of another client.
 extension Controller {
     func run() -> Int32 {
         if let listener {
+            // Tests and scripts read this first line of stderr for the endpoint: keep it first.
             FileHandle.standardError.write(Data("gdbvmm: waiting for gdb on \(listener.endpoint)\n".utf8))
+            if let warning = listener.exposureWarning { FileHandle.standardError.write(Data("\(warning)\n".utf8)) }
         }
         if options.gdb == .stdio {
             attach(Connection(readFD: 0, writeFD: 1, ownsFDs: false))
@@ -18,23 +24,68 @@ extension Controller {
         while finalStatus == nil {
             waitAndDispatch()
         }
-        if session != nil, let connection { connection.close() }
+        shutDown()
         return finalStatus ?? 0
+    }
+
+    /// How long the last replies get at exit, for a gdb that is slow to read them; one that does
+    /// not read at all must not keep gdbvmm from ending.
+    static let exitFlushNanoseconds: UInt64 = 1_000_000_000
+
+    /// Stops listening (removing a Unix socket file), then gives the last replies a short while
+    /// to go out.
+    private func shutDown() {
+        let deadline = monotonicNow() + Controller.exitFlushNanoseconds
+        listener?.close()
+        connection?.flush(until: deadline)
+        connection?.close()
+        listener?.farewells.closeAll(flushingUntil: deadline)
     }
 
     // MARK: the event loop
 
+    private enum Source {
+        case stops, signals, connection, newcomer, listener, console
+        case farewell(Int)
+    }
+
     private func waitAndDispatch() {
-        var fds = [pollfd(fd: stopEventFD, events: Int16(POLLIN), revents: 0)]
-        if let listener { fds.append(pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0)) }
-        if let connection { fds.append(pollfd(fd: connection.readFD, events: Int16(POLLIN), revents: 0)) }
+        var fds: [pollfd] = []
+        var sources: [Source] = []
+        func watch(_ fd: Int32, _ events: Int32, _ source: Source) {
+            fds.append(pollfd(fd: fd, events: Int16(events), revents: 0))
+            sources.append(source)
+        }
+        watch(stopEventFD, POLLIN, .stops)
+        if TerminationSignals.fd >= 0 { watch(TerminationSignals.fd, POLLIN, .signals) }
+        if let connection {
+            let output = connection.pendingOutput > 0 ? POLLOUT : 0
+            if connection.writeFD == connection.readFD {
+                watch(connection.readFD, POLLIN | output, .connection)
+            } else {
+                watch(connection.readFD, POLLIN, .connection)
+                if output != 0 { watch(connection.writeFD, output, .connection) }
+            }
+        }
+        if let listener {
+            if let newcomer = listener.newcomer { watch(newcomer.readFD, POLLIN, .newcomer) }
+            watch(listener.fd, POLLIN, .listener)
+            for (id, pfd) in listener.farewells.pollRequests { watch(pfd.fd, Int32(pfd.events), .farewell(id)) }
+        }
         // A terminal is read only while gdbvmm is in its foreground (`gdbvmm -s -S k &` is a
         // QEMU habit): reading from the background would stop us with SIGTTIN.
         if let consoleInput, isatty(consoleInput) == 0 || tcgetpgrp(consoleInput) == getpgrp() {
-            fds.append(pollfd(fd: consoleInput, events: Int16(POLLIN), revents: 0))
+            watch(consoleInput, POLLIN, .console)
         }
+
         // With the in-kernel irqchip HLT never reaches us: look for an all-halted guest now and then.
         let probing = wantsHaltProbe
+        var timeout: Int32 = probing ? 200 : -1
+        if let deadline = listener?.farewells.nextDeadline {
+            let now = monotonicNow()
+            let untilDeadline = deadline > now ? Int32(min((deadline - now) / 1_000_000 + 1, 60_000)) : 0
+            timeout = timeout < 0 ? untilDeadline : min(timeout, untilDeadline)
+        }
         // gdb sends its next packet within tens of microseconds of our reply, and sleeping in
         // poll costs a wake-up that is expensive on a nested host: spin briefly first.
         var n: Int32 = 0
@@ -44,40 +95,42 @@ extension Controller {
                 n = poll(&fds, nfds_t(fds.count), 0)
             } while n == 0 && DispatchTime.now().uptimeNanoseconds < spinUntil
         }
-        if n == 0 { n = poll(&fds, nfds_t(fds.count), probing ? 200 : -1) }
+        if n == 0 { n = poll(&fds, nfds_t(fds.count), timeout) }
         if n < 0 { return }
         if n == 0 {
             if probing { probeForAllHalted() }
+            listener?.farewells.expire()
             return
         }
-        if fds[0].revents != 0 { handleStops() }
+
+        func revents(_ wanted: (Source) -> Bool) -> Int16 {
+            zip(fds, sources).reduce(Int16(0)) { wanted($1.1) ? $0 | $1.0.revents : $0 }
+        }
+        if revents({ if case .stops = $0 { return true }; return false }) != 0 { handleStops() }
         if finalStatus != nil { return }
-        var i = 1
-        if let listener {
-            if fds[i].revents != 0, let fd = listener.acceptDescriptor() {
-                // The current gdb may have gone already, with its last bytes still unread:
-                // finish with it before deciding that the newcomer is a second gdb.
-                drainConnection()
-                if session != nil {
-                    // One gdb at a time; the first session is untouched.
-                    refuseConnection(fd, message: "gdbvmm is already serving another gdb; detach that one first")
-                } else {
-                    attach(Connection(readFD: fd, writeFD: fd, ownsFDs: true))
-                }
-            }
-            i += 1
+        if revents({ if case .signals = $0 { return true }; return false }) != 0, let number = TerminationSignals.received() {
+            finalStatus = 128 + number
+            return
         }
-        if let connection, i < fds.count, connection.readFD == fds[i].fd {
-            if fds[i].revents != 0 {
-                if let bytes = connection.receive() {
-                    feed(bytes)
-                } else {
-                    disconnected()
-                }
-            }
-            i += 1
+        let listenerReady = revents({ if case .listener = $0 { return true }; return false }) != 0
+        let connectionEvents = revents({ if case .connection = $0 { return true }; return false })
+        if connectionEvents & Int16(POLLOUT | POLLERR) != 0, let connection, !connection.flush() {
+            disconnected()
         }
-        if let consoleInput, i < fds.count, fds[i].fd == consoleInput, fds[i].revents != 0 {
+        // Input before newcomers: the current gdb may have sent its last bytes (a detach) and
+        // left just before the next one connected, and then the newcomer is the next gdb, not
+        // a second one. Read it until it has nothing more (its end, if it left), within a
+        // bound. Reading never blocks, so an empty socket costs nothing.
+        if listenerReady {
+            readConnection(draining: true)
+        } else if connectionEvents != 0 {
+            readConnection()
+        }
+        if finalStatus != nil { return }
+        if revents({ if case .newcomer = $0 { return true }; return false }) != 0 { admitNewcomer() }
+        if finalStatus != nil { return }
+        if listenerReady { acceptNewcomers() }
+        if revents({ if case .console = $0 { return true }; return false }) != 0, let consoleInput {
             var buffer = [UInt8](repeating: 0, count: 4096)
             // SAFETY: read(2) writes at most count bytes into the buffer.
             let n = buffer.withUnsafeMutableBytes { read(consoleInput, $0.baseAddress, $0.count) }
@@ -87,18 +140,52 @@ extension Controller {
                 self.consoleInput = nil
             }
         }
+        if let farewells = listener?.farewells {
+            for (pfd, source) in zip(fds, sources) {
+                if case .farewell(let id) = source { farewells.handle(id: id, revents: pfd.revents) }
+            }
+            farewells.expire()
+        }
     }
 
-    /// Reads and handles whatever the current connection has pending, down to its end if it
-    /// has closed.
-    private func drainConnection() {
-        while let connection {
-            var pfd = pollfd(fd: connection.readFD, events: Int16(POLLIN), revents: 0)
-            guard poll(&pfd, 1, 0) > 0 else { return }
-            if let bytes = connection.receive() {
-                feed(bytes)
+    /// Handles what the current connection has sent, down to its end if it has closed: up to
+    /// 16 reads per wake-up, so that a flood cannot starve the rest of the loop; `draining`:
+    /// until there is nothing more to read, up to 16 MiB.
+    private func readConnection(draining: Bool = false) {
+        var consumed = 0
+        for reads in 0... {
+            guard let connection, draining ? consumed < 16 << 20 : reads < 16 else { return }
+            switch connection.receive() {
+            case .bytes(let bytes): consumed += bytes.count; feed(bytes)
+            case .none: return
+            case .closed: disconnected(); return
+            }
+            if finalStatus != nil { return }
+        }
+    }
+
+    /// The client accepted while nobody was attached has sent something (it is a gdb, not a
+    /// probe): it becomes the session. If it left without a word, nothing happened.
+    private func admitNewcomer() {
+        guard let listener, let newcomer = listener.newcomer else { return }
+        var byte: UInt8 = 0
+        let peeked = recv(newcomer.readFD, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+        if peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return }
+        listener.newcomer = nil
+        guard peeked > 0 else { newcomer.close(); return }
+        attach(newcomer)
+        if finalStatus == nil { readConnection() }
+    }
+
+    private func acceptNewcomers() {
+        guard let listener else { return }
+        for _ in 0..<Listener.backlog {
+            guard let fd = listener.acceptDescriptor() else { return }
+            if session == nil && listener.newcomer == nil {
+                listener.newcomer = Connection(readFD: fd, writeFD: fd, ownsFDs: true)
             } else {
-                disconnected()
+                // One gdb at a time; the first session is untouched.
+                listener.farewells.refuse(fd, message: "gdbvmm is already serving another gdb; detach that one first")
             }
         }
     }
@@ -114,32 +201,60 @@ extension Controller {
     }
 
     private func feed(_ bytes: [UInt8]) {
-        guard let session, let connection else { return }
+        guard let session, connection != nil else { return }
         let reply = session.receive(bytes)
-        if !reply.isEmpty && !connection.send(reply) { disconnected(); return }
+        if !reply.isEmpty && !transmit(reply) { return }
         if let stop = syntheticStop {
             syntheticStop = nil
             deliver(stop)
         }
-        if session.isClosed { sessionEnded() }
+        if self.session === session && session.isClosed { sessionEnded() }
     }
 
     func deliver(_ event: StopEvent) {
-        guard let session, let connection else { return }
+        guard let session, connection != nil else { return }
         let bytes = session.targetStopped(event)
-        if !bytes.isEmpty && !connection.send(bytes) { disconnected(); return }
+        if !bytes.isEmpty && !transmit(bytes) { return }
         if session.isClosed { sessionEnded() }
+    }
+
+    /// Queues bytes for gdb; false (and the session is over) if gdb went away or stopped reading.
+    private func transmit(_ bytes: [UInt8]) -> Bool {
+        guard let connection else { return false }
+        if connection.send(bytes) { return true }
+        if connection.overflowed {
+            FileHandle.standardError.write(Data("""
+                gdbvmm: gdb left more than \(Connection.outputLimit >> 20) MiB of replies unread: \
+                dropped its connection as if it had gone away\n
+                """.utf8))
+        }
+        disconnected()
+        return false
     }
 
     /// The session is over by protocol (`D`, `k`, `W`): act on what ended it.
     func sessionEnded() {
-        connection?.close()
+        if let connection { retire(connection) }
         connection = nil
         session = nil
         if options.gdb == .stdio && !running && finalStatus == nil {
             // Nobody can attach to stdio again: a session that ended without detach ends the VM.
             finalStatus = 0
         }
+    }
+
+    /// Closes a finished session's connection once its last reply is out, without waiting on
+    /// it here: a socket that has not taken everything yet goes to the listener's farewells.
+    private func retire(_ connection: Connection) {
+        if connection.pendingOutput > 0 {
+            if let listener, let (fd, unsent) = connection.handOver() {
+                listener.farewells.finish(fd, unsent: unsent)
+                return
+            }
+            // stdio: gdb is our parent and reads, or gdbvmm is about to end anyway.
+            connection.flush(until: monotonicNow() + Controller.exitFlushNanoseconds)
+        }
+        connection.close()
     }
 
     /// gdb went away without detaching: remove its breakpoints and keep the VM paused for the

@@ -4,9 +4,10 @@ import Glibc
 
 // gdbvmm: boot a guest on KVM and serve gdb. Exit statuses are documented in `usage`.
 
-// We may have been spawned with signals blocked (by a thread that blocks them); SIGINT, SIGTERM
-// and the vCPU kick must work.
+// We may have been spawned with signals blocked (by a thread that blocks them); the vCPU kick
+// must work. SIGINT, SIGTERM and SIGHUP are then taken over, before any thread starts.
 _ = ckvm_unblock_all_signals()
+TerminationSignals.start()
 signal(SIGPIPE, SIG_IGN)
 
 let options: Options
