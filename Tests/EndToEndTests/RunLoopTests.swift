@@ -119,23 +119,32 @@ struct RunLoopTests {
         #expect(reader >= 0)
         defer { close(reader) }
         let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", "--serial", "file:" + fifo, Harness.guest("chatter")])
-        // The interrupt is pressed once the pipe holds its full 64 KiB: the writer is stuck.
+        // The interrupt is pressed once the pipe holds its full 64 KiB (the writer is stuck): we
+        // watch the pipe and leave a marker file that gdb's Python waits for.
+        let marker = fifo + ".full"
+        defer { unlink(marker) }
+        let watcher = Thread {
+            for _ in 0..<12_000 {
+                var queued: Int32 = 0
+                if ioctl(reader, UInt(FIONREAD), &queued) == 0, queued >= 65536 {
+                    _ = FileManager.default.createFile(atPath: marker, contents: nil)
+                    return
+                }
+                usleep(10_000)
+            }
+        }
+        watcher.start()
         let gdb = Harness.gdb("""
             target remote \(vmm.gdbTarget)
             python
-            import threading, time, os, fcntl, termios, array
-            fd = os.open("\(fifo)", os.O_RDONLY | os.O_NONBLOCK)
+            import threading, time, os
             def interrupt_when_full():
-                full = 0
-                for i in range(6000):
-                    buf = array.array("i", [0])
-                    fcntl.ioctl(fd, termios.FIONREAD, buf)
-                    if buf[0] >= 65536:
-                        full = 1
+                for i in range(12000):
+                    if os.path.exists("\(marker)"):
                         break
                     time.sleep(0.01)
                 def press():
-                    gdb.set_convenience_variable("pipe_full", full)
+                    gdb.set_convenience_variable("pipe_full", 1 if os.path.exists("\(marker)") else 0)
                     gdb.execute("interrupt")
                 gdb.post_event(press)
             threading.Thread(target=interrupt_when_full, daemon=True).start()
@@ -145,7 +154,7 @@ struct RunLoopTests {
             print lines > 2000
             monitor info exits
             kill
-            """, symbols: Harness.guest("chatter"), timeout: 60)
+            """, symbols: Harness.guest("chatter"), timeout: 150)
         let status = vmm.wait(timeout: 20)
         expectInOrder(gdb.output, ["received signal SIGINT", "$1 = 1", "$2 = 1", "serial output dropped"])
         #expect(status == 0, "stderr: \(vmm.stderrText)")
