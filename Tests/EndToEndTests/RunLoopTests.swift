@@ -114,37 +114,31 @@ struct RunLoopTests {
         let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-full-\(UUID().uuidString.prefix(8))").path
         #expect(mkfifo(fifo, 0o600) == 0)
         defer { unlink(fifo) }
-        // Our end of the pipe: open, never read. Non-blocking, so opening needs no writer yet.
-        let reader = open(fifo, O_RDONLY | O_NONBLOCK)
-        #expect(reader >= 0)
-        defer { close(reader) }
+        // The pipe's reader, which never reads, is a process of its own: an fd held in this test
+        // process could be closed under us by concurrently running tests that reuse its number.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/bin/sh")
+        holder.arguments = ["-c", "exec 3<>'\(fifo)'; exec sleep 300"]
+        try holder.run()
+        defer { holder.terminate(); holder.waitUntilExit() }
         let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", "--serial", "file:" + fifo, Harness.guest("chatter")])
-        // The interrupt is pressed once the pipe holds its full 64 KiB (the writer is stuck): we
-        // watch the pipe and leave a marker file that gdb's Python waits for.
-        let marker = fifo + ".full"
-        defer { unlink(marker) }
-        let watcher = Thread {
-            for _ in 0..<12_000 {
-                var queued: Int32 = 0
-                if ioctl(reader, UInt(FIONREAD), &queued) == 0, queued >= 65536 {
-                    _ = FileManager.default.createFile(atPath: marker, contents: nil)
-                    return
-                }
-                usleep(10_000)
-            }
-        }
-        watcher.start()
+        // The interrupt is pressed once the pipe holds its full 64 KiB: the writer is stuck.
         let gdb = Harness.gdb("""
             target remote \(vmm.gdbTarget)
             python
-            import threading, time, os
+            import threading, time, os, fcntl, termios, array
+            fd = os.open("\(fifo)", os.O_RDONLY | os.O_NONBLOCK)
             def interrupt_when_full():
+                full = 0
                 for i in range(12000):
-                    if os.path.exists("\(marker)"):
+                    queued = array.array("i", [0])
+                    fcntl.ioctl(fd, termios.FIONREAD, queued)
+                    if queued[0] >= 65536:
+                        full = 1
                         break
                     time.sleep(0.01)
                 def press():
-                    gdb.set_convenience_variable("pipe_full", 1 if os.path.exists("\(marker)") else 0)
+                    gdb.set_convenience_variable("pipe_full", full)
                     gdb.execute("interrupt")
                 gdb.post_event(press)
             threading.Thread(target=interrupt_when_full, daemon=True).start()
