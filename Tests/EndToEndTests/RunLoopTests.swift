@@ -118,11 +118,13 @@ struct RunLoopTests {
         // process could be closed under us by concurrently running tests that reuse its number.
         let holder = Process()
         holder.executableURL = URL(fileURLWithPath: "/bin/sh")
-        holder.arguments = ["-c", "exec 3<>'\(fifo)'; exec sleep 300"]
+        // It fills the pipe itself first, so the console's writer blocks on its very first write.
+        holder.arguments = ["-c", "exec 3<>'\(fifo)'; head -c 65536 /dev/zero >&3; exec sleep 300"]
         try holder.run()
         defer { holder.terminate(); holder.waitUntilExit() }
         let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", "--serial", "file:" + fifo, Harness.guest("chatter")])
-        // The interrupt is pressed once the pipe holds its full 64 KiB: the writer is stuck.
+        // The interrupt is pressed once the pipe holds its full 64 KiB (the writer is stuck) and
+        // the guest has had two seconds to print into gdbvmm's buffer meanwhile.
         let gdb = Harness.gdb("""
             target remote \(vmm.gdbTarget)
             python
@@ -137,6 +139,7 @@ struct RunLoopTests {
                         full = 1
                         break
                     time.sleep(0.01)
+                time.sleep(2)
                 def press():
                     gdb.set_convenience_variable("pipe_full", full)
                     gdb.execute("interrupt")
@@ -145,7 +148,7 @@ struct RunLoopTests {
             end
             continue
             print $pipe_full
-            print lines > 2000
+            print lines > 100
             monitor info exits
             kill
             """, symbols: Harness.guest("chatter"), timeout: 150)
