@@ -18,8 +18,9 @@ extension Controller {
             return
         }
         // All-stop: everyone parks before gdb hears of anything. What the others stopped for
-        // meanwhile stays pending on them, to be reported at a later resume.
-        machine.pauseAll()
+        // meanwhile stays pending on them, to be reported at a later resume. A Ctrl-C parks
+        // at once; a stop gives the vCPUs that have not run yet their turn first.
+        machine.pauseAll(fairly: !interruptRequested)
         fallback += collect(machine.stops.drain())
         for vcpu in fallback {
             let stop: VCPUStop

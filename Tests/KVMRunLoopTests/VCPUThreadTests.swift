@@ -75,6 +75,31 @@ struct VCPUThreadTests {
         t3.finish()
     }
 
+    @Test("a fair pause lets a vCPU that has not entered the guest yet run its quantum first")
+    func fairPause() {
+        let backend = ScriptedVCPU(script: [])
+        let thread = makeThread(backend)
+        // Paused before its thread even picked up the run: the kick waits for the entry.
+        thread.resume(plan(.run))
+        thread.requestPause(immediately: false)
+        let start = DispatchTime.now().uptimeNanoseconds
+        thread.completePause(quantum: 2_000_000)
+        thread.waitUntilParked()
+        let elapsed = DispatchTime.now().uptimeNanoseconds - start
+        #expect(posted.all == [.interrupted])
+        #expect(backend.snapshot.runs >= 1, "the vCPU entered the guest before it parked")
+        #expect(elapsed >= 2_000_000, "it ran its quantum: \(elapsed) ns")
+        // Once it has entered, a fair pause kicks at once.
+        thread.resume(plan(.run))
+        let deadline = Date().addingTimeInterval(5)
+        while backend.snapshot.runs < 2 && Date() < deadline { usleep(100) }
+        #expect(backend.snapshot.runs >= 2)
+        thread.requestPause(immediately: false)
+        thread.waitUntilParked()
+        #expect(posted.all == [.interrupted, .interrupted])
+        thread.finish()
+    }
+
     @Test("a probe is answered while the vCPU runs on; it keeps running until paused")
     func probe() {
         let backend = ScriptedVCPU(script: [])

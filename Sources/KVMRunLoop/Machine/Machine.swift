@@ -238,11 +238,20 @@ public final class Machine: @unchecked Sendable {
     }
 
     /// Kicks every running vCPU and waits until all are parked. Their stops (mostly
-    /// `.interrupted`) are left in `stops` for the controller to drain.
-    public func pauseAll() {
-        for thread in threads { thread.requestPause() }
+    /// `.interrupted`) are left in `stops` for the controller to drain. With `fairly`, a vCPU
+    /// that has not run since its resume first runs for `fairnessQuantum` (see
+    /// `VCPUThread.requestPause`).
+    public func pauseAll(fairly: Bool = false) {
+        for thread in threads { thread.requestPause(immediately: !fairly) }
+        if fairly {
+            for thread in threads { thread.completePause(quantum: Machine.fairnessQuantum) }
+        }
         for thread in threads { thread.waitUntilParked() }
     }
+
+    /// Guest time a resumed vCPU gets before a pause for another vCPU's stop parks it: enough
+    /// for a few hundred emulated instructions on a nested host.
+    public static let fairnessQuantum: UInt64 = 200_000
 
     /// The watchpoint fallback for a vCPU that stopped with `.untrappedStepNeeded`: with every
     /// vCPU parked, lift the traps, step that one instruction (checking it against the watches),

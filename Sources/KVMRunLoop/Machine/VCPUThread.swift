@@ -59,6 +59,11 @@ final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
     private var state = State.parked
     private var order: Order?
     private var pauseRequested = false
+    /// When the current run first entered the guest (nil until it has): a pause that arrives
+    /// before that lets the vCPU run one quantum first (see `requestPause`).
+    private var enteredAt: UInt64?
+    /// A pause is requested but its kick waits until the vCPU has had its quantum.
+    private var kickDeferred = false
     private var probeRequested = false
     private var probeAnswer: Bool?
     private var thread: pthread_t?
@@ -118,6 +123,8 @@ final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
         order = .run(plan)
         state = .running
         pauseRequested = false
+        kickDeferred = false
+        enteredAt = nil
         cond.broadcast()
         cond.unlock()
     }
@@ -125,12 +132,48 @@ final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
     /// Asks a running vCPU to park: it leaves KVM_RUN (immediate_exit covers the window
     /// before it enters, the signal the time inside) and posts `.interrupted`, or its own stop
     /// if it had one.
-    func requestPause() {
+    ///
+    /// Every vCPU that is resumed gets to run: with more vCPUs than host CPUs, the one the host
+    /// happens to schedule first would otherwise hit every breakpoint while the others are
+    /// paused before they ever entered the guest. So unless `immediately`, a vCPU that has not
+    /// entered the guest since its resume is not kicked yet: `completePause` kicks it once it
+    /// has run for `quantum`.
+    func requestPause(immediately: Bool = true) {
         cond.lock()
         defer { cond.unlock() }
-        guard state == .running, !pauseRequested else { return }
+        guard state == .running else { return }
+        if pauseRequested && !kickDeferred { return }
         pauseRequested = true
-        kickLocked()
+        if immediately || enteredAt != nil {
+            kickDeferred = false
+            kickLocked()
+        } else {
+            kickDeferred = true
+        }
+    }
+
+    /// Finishes a pause whose kick was deferred: waits (at most `patience` seconds) until the
+    /// vCPU has entered the guest, lets it run for `quantum` nanoseconds, then kicks it.
+    func completePause(quantum: UInt64, patience: Double = 0.05) {
+        cond.lock()
+        defer { cond.unlock() }
+        guard state == .running, kickDeferred else { return }
+        let deadline = Date().addingTimeInterval(patience)
+        while state == .running && enteredAt == nil {
+            if !cond.wait(until: deadline) { break }
+        }
+        if state == .running, let entered = enteredAt {
+            let now = DispatchTime.now().uptimeNanoseconds
+            if now < entered + quantum {
+                cond.unlock()
+                usleep(UInt32((entered + quantum - now) / 1000))
+                cond.lock()
+            }
+        }
+        if state == .running && kickDeferred {
+            kickDeferred = false
+            kickLocked()
+        }
     }
 
     func waitUntilParked() {
@@ -182,7 +225,7 @@ final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
 
     /// Parks the vCPU if it runs, ends its thread and joins it.
     func finish() {
-        requestPause()
+        requestPause(immediately: true)
         waitUntilParked()
         cond.lock()
         let tid = thread
@@ -237,6 +280,7 @@ final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
                 post(index, stop)
                 state = .parked
                 pauseRequested = false
+                kickDeferred = false
                 probeRequested = false
                 cond.broadcast()
             }
@@ -248,13 +292,18 @@ final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
         return ExitRegisters(regs: regs, sregs: sregs)
     }
 
-    /// What the controller asked for since the last look: a pause ends the run, a probe is
-    /// answered and the run goes on.
+    /// What the controller asked for since the last look: a pause ends the run (once the run
+    /// has entered the guest: see `requestPause`), a probe is answered and the run goes on.
+    /// Also notes the entry into the guest that follows.
     private func takeRequests() -> VCPUStop? {
         cond.lock()
-        let pause = pauseRequested
+        let pause = pauseRequested && enteredAt != nil
         let probe = probeRequested
         probeRequested = false
+        if !pause && enteredAt == nil {
+            enteredAt = DispatchTime.now().uptimeNanoseconds
+            cond.broadcast()
+        }
         cond.unlock()
         if probe { answerProbe() }
         return pause ? .interrupted : nil
