@@ -194,7 +194,7 @@ extension Session {
     func stopReply(_ event: StopEvent) -> [UInt8] {
         var registers: X86_64Registers?
         if case .stopped(let thread, _, _) = event {
-            registers = try? target.readRegisters(thread: thread)
+            registers = try? target.stopRegisters(thread: thread)
         }
         return Reply.stop(event, registers: registers, layout: layout)
     }

@@ -68,6 +68,9 @@ public protocol Target: AnyObject {
     func threadExtraInfo(_ thread: ThreadID) -> String
 
     func readRegisters(thread: ThreadID) throws(TargetError) -> X86_64Registers
+    /// The registers a stop reply expedites (pc, sp, fp): a target may serve these more
+    /// cheaply than the whole file. Defaults to `readRegisters`.
+    func stopRegisters(thread: ThreadID) throws(TargetError) -> X86_64Registers
     func writeRegisters(_ registers: X86_64Registers, thread: ThreadID) throws(TargetError)
 
     /// Reads at a guest-virtual address (or physical, in physical mode). May return fewer bytes
@@ -91,4 +94,10 @@ public protocol Target: AnyObject {
     func monitor(_ command: String) -> String
     /// `vRun`/`R`: restart from the boot state. The debuggee is stopped afterwards.
     func restart() throws(TargetError) -> StopEvent
+}
+
+extension Target {
+    public func stopRegisters(thread: ThreadID) throws(TargetError) -> X86_64Registers {
+        try readRegisters(thread: thread)
+    }
 }

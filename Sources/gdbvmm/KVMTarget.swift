@@ -34,6 +34,15 @@ extension Controller: Target {
         }
     }
 
+    /// From the registers the vCPU parked with: no ioctl, no handoff to its thread (the whole
+    /// file, with x87/SSE state and MSRs, is read only when gdb asks for it).
+    func stopRegisters(thread: ThreadID) throws(TargetError) -> X86_64Registers {
+        let index = try vcpuIndex(thread)
+        if let cached = registerCache[index] { return cached.view }
+        guard let parked = machine.parkedRegisters(index) else { return try readRegisters(thread: thread) }
+        return CPUState.generalRegisters(regs: parked.regs, sregs: parked.sregs)
+    }
+
     func writeRegisters(_ registers: X86_64Registers, thread: ThreadID) throws(TargetError) {
         let index = try vcpuIndex(thread)
         do {

@@ -39,7 +39,9 @@ struct CPUState: Equatable {
 
     // MARK: to and from gdb's register file
 
-    var registers: X86_64Registers {
+    /// The registers that come from kvm_regs and kvm_sregs alone (x87/SSE and MSRs left at
+    /// their defaults): what a stop reply needs.
+    static func generalRegisters(regs: kvm_regs, sregs: kvm_sregs) -> X86_64Registers {
         var r = X86_64Registers()
         r.gpr = [regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.rbp, regs.rsp,
                  regs.r8, regs.r9, regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15]
@@ -48,13 +50,18 @@ struct CPUState: Equatable {
         r.segments = [sregs.cs, sregs.ss, sregs.ds, sregs.es, sregs.fs, sregs.gs].map { UInt32($0.selector) }
         r.fsBase = sregs.fs.base
         r.gsBase = sregs.gs.base
-        r.kernelGsBase = kernelGSBase
         r.cr0 = sregs.cr0
         r.cr2 = sregs.cr2
         r.cr3 = sregs.cr3
         r.cr4 = sregs.cr4
         r.cr8 = sregs.cr8
         r.efer = sregs.efer
+        return r
+    }
+
+    var registers: X86_64Registers {
+        var r = CPUState.generalRegisters(regs: regs, sregs: sregs)
+        r.kernelGsBase = kernelGSBase
         // FXSAVE layout: fcw 0, fsw 2, abridged ftw 4, fop 6, fip 8, fdp 16, mxcsr 24,
         // st(i) at 32 + 16i, xmm(i) at 160 + 16i.
         let st = (0..<8).map { Array(xsave[(32 + $0 * 16)..<(32 + $0 * 16 + 10)]) }

@@ -39,7 +39,17 @@ final class FakeTarget: Target {
     func threadName(_ thread: ThreadID) -> String { "vCPU \(thread - 1)" }
     func threadExtraInfo(_ thread: ThreadID) -> String { "long mode <&>" }
 
+    /// Served by `stopRegisters` when set (a target with a cheaper path for stop replies).
+    var stopRegisterFile: X86_64Registers?
+    private(set) var fullRegisterReads = 0
+
+    func stopRegisters(thread: ThreadID) throws(TargetError) -> X86_64Registers {
+        if let stopRegisterFile { return stopRegisterFile }
+        return try readRegisters(thread: thread)
+    }
+
     func readRegisters(thread: ThreadID) throws(TargetError) -> X86_64Registers {
+        fullRegisterReads += 1
         if let failure { throw failure }
         guard let r = registers[thread] else { throw .errno(3) }
         return r

@@ -214,6 +214,22 @@ private func hexText(_ s: String) -> String { String(decoding: Hex.encode(Array(
         #expect(h.send("?") == ["T05thread:01;awatch:0;"])
     }
 
+    /// A target that serves stop registers on their own: the stop reply uses them, and the
+    /// whole register file is read only for `g`.
+    @Test func stopRepliesUseStopRegisters() {
+        let h = Harness()
+        var cheap = X86_64Registers()
+        cheap.rip = 0xAA
+        h.target.stopRegisterFile = cheap
+        #expect(h.send("c") == [])
+        let reads = h.target.fullRegisterReads
+        #expect(h.stopped(.stopped(thread: 1, signal: 5, reason: .none))
+                == ["T05thread:01;10:aa00000000000000;07:0000000000000000;06:0000000000000000;"])
+        #expect(h.target.fullRegisterReads == reads)
+        _ = h.send("g")
+        #expect(h.target.fullRegisterReads == reads + 1)
+    }
+
     @Test func legacyResumeUsesHc() {
         let h = Harness()
         #expect(h.send("Hc2") == ["OK"])
