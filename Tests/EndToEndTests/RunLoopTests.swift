@@ -115,11 +115,12 @@ struct RunLoopTests {
         let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-full-\(UUID().uuidString.prefix(8))").path
         #expect(mkfifo(fifo, 0o600) == 0)
         defer { unlink(fifo) }
-        // The pipe's reader, which never reads, is a process of its own: an fd held in this test
-        // process could be closed under us by concurrently running tests that reuse its number.
+        // The pipe's reader, which never reads, is a process of its own.
         let holder = Process()
         holder.executableURL = URL(fileURLWithPath: "/bin/sh")
-        // It fills the pipe itself first, so the console's writer blocks on its very first write.
+        // It fills the pipe itself first, with exactly its 64 KiB, so the console's writer blocks
+        // on its very first write. (Filled by the writer's odd-sized chunks, a pipe refuses more
+        // before it holds 64 KiB, so "full" could not be told from the byte count.)
         holder.arguments = ["-c", "exec 3<>'\(fifo)'; head -c 65536 /dev/zero >&3; exec sleep 300"]
         try holder.run()
         defer { holder.terminate(); holder.waitUntilExit() }
