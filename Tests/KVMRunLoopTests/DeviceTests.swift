@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Testing
 @testable import KVMRunLoop
 #if canImport(Glibc)
@@ -174,5 +175,63 @@ import Glibc
 
     @Test func fileDescriptorSinkSurvivesAClosedDescriptor() {
         FileDescriptorSink(fileDescriptor: -1).write([1, 2, 3])  // EBADF: dropped, no crash, no hang
+    }
+}
+
+/// The console buffer between vCPUs and a reader that may not keep up.
+@Suite("buffered console output")
+struct BufferedSinkTests {
+    /// A destination that takes nothing until released, then records what it got.
+    final class StuckSink: ByteSink, @unchecked Sendable {
+        // SAFETY (Sendable): `received` and `released` are guarded by `cond`.
+        private let cond = NSCondition()
+        private var released = false
+        private var received: [UInt8] = []
+
+        func write(_ bytes: [UInt8]) {
+            cond.lock()
+            while !released { cond.wait() }
+            received += bytes
+            cond.unlock()
+        }
+
+        func release() { cond.lock(); released = true; cond.broadcast(); cond.unlock() }
+        var bytes: [UInt8] { cond.lock(); defer { cond.unlock() }; return received }
+    }
+
+    @Test("a reader that never reads: writes never block, the excess is dropped and counted, flush gives up")
+    func stuckReader() {
+        let stuck = StuckSink()
+        let sink = BufferedSink(stuck, capacity: 100)
+        let start = Date()
+        // The writer thread takes up to one chunk into the stuck write; then 100 more fit.
+        for i in 0..<50 { sink.write([UInt8](repeating: UInt8(i), count: 10)) }
+        #expect(Date().timeIntervalSince(start) < 1, "writes must not wait for the reader")
+        #expect(sink.dropped >= 300 && sink.dropped <= 400, "dropped \(sink.dropped)")
+        let flushStart = Date()
+        sink.flush(timeout: 0.2)
+        let waited = Date().timeIntervalSince(flushStart)
+        #expect(waited >= 0.2 && waited < 2, "flush waited \(waited) s for a reader that made no progress")
+        // Released, the reader gets everything that was kept, in order.
+        stuck.release()
+        sink.flush(timeout: 5)
+        #expect(stuck.bytes.count == 500 - Int(sink.dropped))
+        #expect(stuck.bytes == stuck.bytes.sorted())
+    }
+
+    @Test("a reader that keeps up gets every byte, and flush waits for it")
+    func everyByte() {
+        let stuck = StuckSink()
+        stuck.release()
+        let sink = BufferedSink(stuck, capacity: 1 << 20)
+        var expected: [UInt8] = []
+        for i in 0..<1000 {
+            let chunk = [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: 7)
+            expected += chunk
+            sink.write(chunk)
+        }
+        sink.flush(timeout: 5)
+        #expect(stuck.bytes == expected)
+        #expect(sink.dropped == 0)
     }
 }
