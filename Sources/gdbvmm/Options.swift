@@ -63,6 +63,7 @@ let usage = """
       2              bad usage, an unreadable or invalid image, or /dev/kvm missing/inaccessible
       4              the guest crashed (triple fault, emulation failure, failed entry); the vCPU
                      registers are printed to stderr
+      129, 130, 143  ended by SIGHUP, SIGINT or SIGTERM (128 + the signal), socket file removed
     """
 
 /// Parses "64M", "1G", "512K", "1048576" (bytes) into bytes.
