@@ -4,7 +4,8 @@ import Glibc
 /// One KVM vCPU: its fd and mmapped kvm_run. Every ioctl on it is issued from the vCPU's own
 /// thread (VCPUThread), which owns it; other threads only set `immediate_exit`.
 public final class VCPU: VCPUBackend, @unchecked Sendable {
-    // SAFETY (Sendable): only the owning vCPU thread calls into it, except
+    // SAFETY (Sendable): once created, only the owning vCPU thread calls into it (until that
+    // thread is joined and the VCPU released), except
     // `requestImmediateExit`, an atomic store into kvm_run.
     public let index: Int
     public let fd: Int32
