@@ -100,7 +100,10 @@ extension Controller {
         let thread = vcpu + 1
         switch stop {
         case .softwareBreakpoint: return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .softwareBreakpoint)
-        case .hardwareBreakpoint: return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .hardwareBreakpoint)
+        case .hardwareBreakpoint(let slot):
+            // A software breakpoint that a debug register carries is still gdb's `break`.
+            let reason: StopReason = machine.slotCarriesSoftwareBreakpoint(slot) ? .softwareBreakpoint : .hardwareBreakpoint
+            return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: reason)
         case .stepped, .guestDebugTrap, .halted, .untrappedStepNeeded:
             return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .none)
         case .watchpoint(let kind, let address):

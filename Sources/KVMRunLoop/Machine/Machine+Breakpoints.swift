@@ -2,9 +2,17 @@
 extension Machine {
     public enum BreakpointError: Error, Sendable, Equatable { case unmapped, noFreeSlot }
 
+    /// Plants 0xCC at the byte `address` maps to. Where nothing is mapped yet (a kernel's text
+    /// before its own page tables exist: `break start_kernel` before boot), a free debug
+    /// register carries the breakpoint instead: it matches the linear address whatever the
+    /// page tables say when the guest gets there, and gdb still sees a software breakpoint.
     public func insertSoftwareBreakpoint(at address: UInt64, vcpu index: Int) throws -> Void {
         guard let physical = try translate(address, vcpu: index), physical < ram.size else {
-            throw BreakpointError.unmapped
+            if softwareBreakpointSlots.values.contains(address) { return }
+            guard let slot = hardwareBreakpoints.firstIndex(where: { $0 == nil }) else { throw BreakpointError.unmapped }
+            hardwareBreakpoints[slot] = address
+            softwareBreakpointSlots[slot] = address
+            return
         }
         if breakpoints.physical(forVirtual: address) != nil { return }
         let original = try ram.read(at: physical, count: 1)[0]
@@ -14,25 +22,39 @@ extension Machine {
     }
 
     public func removeSoftwareBreakpoint(at address: UInt64) {
+        if let slot = softwareBreakpointSlots.first(where: { $0.value == address })?.key {
+            softwareBreakpointSlots[slot] = nil
+            hardwareBreakpoints[slot] = nil
+            return
+        }
         if let (physical, original) = breakpoints.remove(virtual: address) {
             try? ram.write([original], at: physical)
         }
     }
 
+    /// The debug-register slot carries a software breakpoint gdb set at an unmapped address:
+    /// its hits are reported as software breakpoints.
+    public func slotCarriesSoftwareBreakpoint(_ slot: Int) -> Bool { softwareBreakpointSlots[slot] != nil }
+
     public func insertHardwareBreakpoint(at address: UInt64) throws(BreakpointError) {
-        if hardwareBreakpoints.contains(address) { return }
+        if let slot = hardwareBreakpoints.firstIndex(of: address), softwareBreakpointSlots[slot] == nil { return }
         guard let slot = hardwareBreakpoints.firstIndex(where: { $0 == nil }) else { throw .noFreeSlot }
         hardwareBreakpoints[slot] = address
     }
 
     public func removeHardwareBreakpoint(at address: UInt64) {
-        if let slot = hardwareBreakpoints.firstIndex(of: address) { hardwareBreakpoints[slot] = nil }
+        if let slot = hardwareBreakpoints.indices.first(where: {
+            hardwareBreakpoints[$0] == address && softwareBreakpointSlots[$0] == nil
+        }) {
+            hardwareBreakpoints[slot] = nil
+        }
     }
 
     /// Removes every breakpoint and watchpoint: on detach and when gdb goes away.
     public func removeAllBreakpoints() throws(SystemError) {
         for (virtual, _) in breakpoints.all { removeSoftwareBreakpoint(at: virtual) }
         hardwareBreakpoints = [nil, nil, nil, nil]
+        softwareBreakpointSlots.removeAll()
         try watches.removeAll()
     }
 

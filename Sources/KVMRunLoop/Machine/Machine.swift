@@ -60,6 +60,8 @@ public final class Machine: @unchecked Sendable {
     let breakpoints = BreakpointTable()
     let watches: WatchTraps
     var hardwareBreakpoints: [UInt64?] = [nil, nil, nil, nil]
+    /// Debug-register slots that carry a software breakpoint at an unmapped address.
+    var softwareBreakpointSlots: [Int: UInt64] = [:]
     private var resetSregs: [kvm_sregs] = []
     private var resetFPU: [kvm_fpu] = []
     private let supportsBlockIRQ: Bool

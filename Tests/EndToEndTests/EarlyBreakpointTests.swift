@@ -1,0 +1,56 @@
+import Foundation
+import Testing
+
+/// Breakpoints on code the guest maps only later, with its own page tables: a kernel's
+/// `break start_kernel` before boot. The highhalf guest maps late_work at 512 GiB itself.
+@Suite("breakpoints before the guest maps its code", .serialized,
+       .enabled(if: Harness.hasKVM && Harness.hasGDB, "needs /dev/kvm and gdb"))
+struct EarlyBreakpointTests {
+    @Test("break on a function not mapped at boot: it hits each time, as a software breakpoint")
+    func breakBeforeMapping() throws {
+        let o = try debugSession("highhalf", """
+            break late_work
+            hbreak kmain
+            continue
+            continue
+            bt
+            print late_calls
+            continue
+            print late_calls
+            delete
+            continue
+            """)
+        expectInOrder(o.gdb.output, ["Breakpoint 1 at 0x8000000000", "Hardware assisted breakpoint 2 at",
+                                     "Breakpoint 2, kmain", "Breakpoint 1, late_work", "#1 ", "in kmain ()",
+                                     "$1 = 0", "Breakpoint 1, late_work", "$2 = 1", "exited with code 0205"])
+        #expect(!o.gdb.output.contains("Cannot insert breakpoint"), "gdb output: \(o.gdb.output)")
+        #expect(o.vmmStatus == 133, "stderr: \(o.vmmStderr)")
+        #expect(o.vmmStdout == "highhalf: mapped\nhighhalf: done\n")
+    }
+
+    @Test("unmapped breakpoints use the four debug registers; a fifth is refused and the session goes on")
+    func fifthUnmappedBreakpoint() throws {
+        let o = try debugSession("highhalf", """
+            break *0x8000000000
+            break *0x8000000001
+            break *0x8000000002
+            break *0x8000000003
+            break *0x8000000004
+            python
+            try:
+                gdb.execute("continue")
+            except gdb.error as e:
+                print("REFUSED: %s" % e)
+            end
+            delete 5
+            continue
+            print $pc
+            delete
+            continue
+            """)
+        // gdb's warning goes to stderr, which the harness appends after stdout.
+        #expect(o.gdb.stderr.contains("Cannot insert breakpoint 5"), "gdb stderr: \(o.gdb.stderr)")
+        expectInOrder(o.gdb.stdout, ["REFUSED", "Breakpoint 1, ", "late_work", "exited with code 0205"])
+        #expect(o.vmmStatus == 133, "stderr: \(o.vmmStderr)")
+    }
+}
