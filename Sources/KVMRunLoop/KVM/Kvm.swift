@@ -24,6 +24,11 @@ public final class Kvm: @unchecked Sendable {
 
     deinit { close(fd) }
 
+    /// Guest kernel code runs under KVM's instruction emulator on this host (the paravirtual
+    /// PVM module, PLATFORM.md) rather than natively as on VMX/SVM: the guest must then not be
+    /// told of instructions that emulator cannot execute.
+    public static var emulatesGuestKernelCode: Bool { access("/sys/module/kvm_pvm", F_OK) == 0 }
+
     /// KVM_CHECK_EXTENSION: 0 when absent, otherwise a capability-specific value.
     public func capability(_ cap: Int32) -> Int32 {
         max(0, ckvm_ioctl_int(fd, CKVM_CHECK_EXTENSION, UInt(cap)))

@@ -125,6 +125,7 @@ public final class Machine: @unchecked Sendable {
             if hasIRQChip { try vm.createIRQChip() }
             try vm.setMemoryRegion(slot: 0, guestPhysical: 0, size: ram.size, host: ram.base)
             let cpuid = try kvm.supportedCPUID()
+            let emulated = Kvm.emulatesGuestKernelCode
             let stops = self.stops
             for index in 0..<configuration.cpuCount {
                 let thread = VCPUThread(backend: try vm.createVCPU(index: index), environment: environment,
@@ -133,7 +134,7 @@ public final class Machine: @unchecked Sendable {
                 threads.append(thread)
                 // From here on only the vCPU's own thread issues its ioctls.
                 let (sregs, fpu) = try thread.perform { (vcpu) throws(SystemError) in
-                    try vcpu.setCPUID(Machine.cpuid(cpuid, apicID: UInt32(index)))
+                    try vcpu.setCPUID(Machine.cpuid(cpuid, apicID: UInt32(index), emulated: emulated))
                     return (try vcpu.getSregs(), try vcpu.getFPU())
                 }
                 resetSregs.append(sregs)
@@ -157,14 +158,26 @@ public final class Machine: @unchecked Sendable {
         for thread in threads { thread.finish() }
     }
 
-    /// KVM's supported CPUID with this vCPU's APIC ID filled in, and the hypervisor bit set.
-    static func cpuid(_ supported: [kvm_cpuid_entry2], apicID: UInt32) -> [kvm_cpuid_entry2] {
+    /// Leaf 1 ECX features KVM's instruction emulator cannot execute, found booting the Debian
+    /// cloud kernel where guest kernel code is emulated: CMPXCHG16B (bit 13, SLUB's first
+    /// use), POPCNT (bit 23, `__bitmap_weight`), XSAVE and OSXSAVE (bits 26-27; the FPU setup's
+    /// `xrstor64`) with AVX (bit 28), which needs XSAVE.
+    static let featuresTheEmulatorLacks: UInt32 = (1 << 13) | (1 << 23) | (1 << 26) | (1 << 27) | (1 << 28)
+
+    /// KVM's supported CPUID with this vCPU's APIC ID filled in and the hypervisor bit set;
+    /// with `emulated` (guest kernel code runs under KVM's emulator), without the features
+    /// that emulator cannot execute. On VMX/SVM hosts the guest keeps the host's features.
+    static func cpuid(_ supported: [kvm_cpuid_entry2], apicID: UInt32, emulated: Bool = false) -> [kvm_cpuid_entry2] {
         supported.map { entry in
             var e = entry
             switch e.function {
             case 1:
                 e.ebx = (e.ebx & 0x00FF_FFFF) | (apicID << 24)
                 e.ecx |= 1 << 31
+                if emulated { e.ecx &= ~featuresTheEmulatorLacks }
+            case 7 where emulated && e.index == 0:
+                // AVX2 and AVX-512 need the XSAVE state that is hidden above.
+                e.ebx &= ~((1 << 5) | 0xDC23_0000)
             case 0xB, 0x1F:
                 e.edx = apicID
             default:
