@@ -110,6 +110,8 @@ struct ExitHandlerTests {
         env.watches = false
         guard case .stop(.crash(let plain)) = handle(failure, run).next else { Issue.record("expected a crash"); return }
         #expect(plain.kind == .emulationFailure)
+        // The report names the instruction.
+        #expect(plain.detail == "KVM could not emulate the instruction at rip 0x1000: popcnt (f3 48 0f b8 c7)")
         guard case .stop(.crash(let other)) = handle(.internalError(suberror: 3, data: [0xAB]), run).next else {
             Issue.record("expected a crash"); return
         }
@@ -130,5 +132,29 @@ struct ExitHandlerTests {
         #expect(handle(.other(reason: UInt32(KVM_EXIT_IRQ_WINDOW_OPEN)), run) == ExitAction(.reenter))
         #expect(handle(.other(reason: UInt32(KVM_EXIT_INTR)), run) == ExitAction(.reenter))
         #expect(handle(.interrupted, run) == ExitAction(.mailbox))
+    }
+}
+
+@Suite("instruction names")
+struct InstructionNameTests {
+    @Test("the instructions KVM's emulator lacks are named, after their prefixes")
+    func names() {
+        #expect(InstructionName.name([0xF3, 0x48, 0x0F, 0xB8, 0xC7]) == "popcnt")
+        #expect(InstructionName.name([0xF0, 0x48, 0x0F, 0xC7, 0x0E]) == "lock cmpxchg16b")
+        #expect(InstructionName.name([0x48, 0x0F, 0xAE, 0x2F]) == "xrstor64")
+        #expect(InstructionName.name([0x0F, 0xAE, 0x27]) == "xsave")
+        #expect(InstructionName.name([0x9B]) == "fwait")
+        #expect(InstructionName.name([0x0F, 0x01, 0xD0]) == "xgetbv")
+        #expect(InstructionName.name([0x0F, 0xB8, 0xC7]) == nil, "0F B8 without F3 is not popcnt")
+        #expect(InstructionName.name([0x0F, 0xAE, 0xF0]) == nil, "a register form of 0F AE is not xsave")
+        #expect(InstructionName.name([0x66, 0x66]) == nil)
+        #expect(InstructionName.name([]) == nil)
+    }
+
+    @Test("unknown instructions are shown by their bytes")
+    func bytes() {
+        #expect(InstructionName.describe([0x90, 0x01]) == "bytes 90 01")
+        #expect(InstructionName.describe([0x9B, 0x65]) == "fwait (9b 65)")
+        #expect(InstructionName.describe([]) == "its bytes cannot be read")
     }
 }

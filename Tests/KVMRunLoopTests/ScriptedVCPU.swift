@@ -82,6 +82,7 @@ final class FakeEnvironment: ExitEnvironment, @unchecked Sendable {
     var watches = false
     var stepHit: VCPUStop?
     var onPortIO: (() -> Void)?
+    var code: [UInt8] = [0xF3, 0x48, 0x0F, 0xB8, 0xC7]   // popcnt %rdi, %rax
 
     var writes: [(UInt16, [UInt8])] { lock.lock(); defer { lock.unlock() }; return _writes }
 
@@ -105,6 +106,11 @@ final class FakeEnvironment: ExitEnvironment, @unchecked Sendable {
     func breakpointOwner(atLinear address: UInt64, paging: PagingState) -> BreakpointOwner {
         lock.lock(); defer { lock.unlock() }
         return owner
+    }
+
+    func instructionBytes(atLinear address: UInt64, paging: PagingState) -> [UInt8] {
+        lock.lock(); defer { lock.unlock() }
+        return code
     }
 
     var hasWatches: Bool { lock.lock(); defer { lock.unlock() }; return watches }

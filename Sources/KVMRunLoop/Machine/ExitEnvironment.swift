@@ -10,6 +10,9 @@ public protocol ExitEnvironment: AnyObject, Sendable {
     func mmio(_ access: MMIOAccess) -> MMIOResult
     /// Whose `int3` is at this linear address (translated through `paging`).
     func breakpointOwner(atLinear address: UInt64, paging: PagingState) -> BreakpointOwner
+    /// Up to 15 bytes of the instruction at this linear address (planted breakpoints show the
+    /// bytes they replaced): for naming an instruction KVM could not run.
+    func instructionBytes(atLinear address: UInt64, paging: PagingState) -> [UInt8]
     /// Any watchpoint set: an instruction KVM could not emulate may be on a trapped page.
     var hasWatches: Bool { get }
     /// Before a checked single step: the watched bytes (on page-table pages only, or all of

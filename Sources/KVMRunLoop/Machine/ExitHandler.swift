@@ -152,8 +152,10 @@ public enum ExitHandler {
             if environment.hasWatches && !context.untrappedStep {
                 return ExitAction(.stop(.untrappedStepNeeded))
             }
+            let bytes = environment.instructionBytes(atLinear: r.linearPC, paging: r.paging)
             return ExitAction(.stop(.crash(Crash(.emulationFailure,
-                "KVM could not emulate the instruction at rip 0x\(String(r.regs.rip, radix: 16))"))))
+                "KVM could not emulate the instruction at rip 0x\(String(r.regs.rip, radix: 16)): "
+                    + InstructionName.describe(bytes)))))
         case .systemEvent(let type):
             if type == UInt32(KVM_SYSTEM_EVENT_SHUTDOWN) { return ExitAction(.stop(.exit(status: 0))) }
             return ExitAction(.stop(.crash(Crash(.reset, "the guest asked for a system reset (event \(type))"))))

@@ -48,6 +48,16 @@ final class GuestEnvironment: ExitEnvironment {
         return byte == 0xCC ? .guest : .none
     }
 
+    func instructionBytes(atLinear address: UInt64, paging: PagingState) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for i in 0..<15 {
+            guard let t = PageWalker.translate(address &+ UInt64(i), paging: paging, memory: ram),
+                  let b = try? ram.read(at: t.physical, count: 1).first else { break }
+            bytes.append(breakpoints.original(atPhysical: t.physical) ?? b)
+        }
+        return bytes
+    }
+
     var hasWatches: Bool { !watches.isEmpty }
 
     func watchStepSnapshot(regs: kvm_regs, sregs: kvm_sregs, allWatches: Bool) -> WatchStepSnapshot {
