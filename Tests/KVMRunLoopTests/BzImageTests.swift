@@ -235,6 +235,16 @@ struct BzImageBuilder {
         var builder = BzImageBuilder()
         builder.systemSize = 0x200      // says 8 KiB; the file has 4 KiB of kernel
         Self.expectRefused(builder, containing: "syssize says the protected-mode kernel is 8 KiB")
+        builder.systemSize = 0x101      // 16 bytes more than the file: too much
+        Self.expectRefused(builder, containing: "syssize says the protected-mode kernel is 4.0 KiB")
+    }
+
+    /// syssize counts 16-byte units, rounded up; a file not padded to 16 bytes still loads.
+    @Test func unpaddedKernelLoads() throws {
+        var builder = BzImageBuilder()
+        builder.kernel = [UInt8](repeating: 0x90, count: 0x1000 - 8)
+        builder.systemSize = 0x100
+        #expect(try Self.load(builder).0.loadedRanges == [0x100_0000..<0x100_0FF8])
     }
 
     @Test func initSizeLargerThanRAM() {

@@ -210,8 +210,9 @@ struct SetupHeader {
                 + "at file offset \(hex(kernelOffset)), but the file is only \(image.count) bytes (the kernel and "
                 + "its 64-bit entry at +0x200 must follow); the image is truncated")
         }
+        // syssize is rounded up to 16 bytes; build.c pads the file to match, other tools may not.
         let declaredKernel = UInt64(systemSize) * 16
-        guard reader.contains(offset: kernelOffset, length: declaredKernel) else {
+        guard reader.contains(offset: kernelOffset, length: declaredKernel > 15 ? declaredKernel - 15 : 0) else {
             throw LoadError("the Linux setup header's syssize says the protected-mode kernel is "
                 + "\(byteCount(declaredKernel)) from file offset \(hex(kernelOffset)), but the file is only "
                 + "\(image.count) bytes; the image is truncated")
