@@ -20,6 +20,7 @@ struct Options: Equatable {
     var memory: UInt64 = 128 << 20
     var cpus = 1
     var commandLine = ""
+    var initrd: String?
     var gdb: Endpoint?
     var waitForGDB = false
     var serial: Serial = .stdio
@@ -37,12 +38,16 @@ let version = "gdbvmm 0.1.0"
 let usage = """
     usage: gdbvmm [OPTIONS] GUEST
 
-    Boot GUEST (an ELF64 kernel, a multiboot v1 image, or a PVH ELF) on KVM and let gdb debug it.
+    Boot GUEST (an ELF64 kernel, a multiboot v1 image, a PVH ELF, or a Linux bzImage) on KVM and
+    let gdb debug it.
 
     options:
       -m, --memory SIZE          guest RAM, e.g. 64M or 1G (default 128M, at most 3G)
           --cpus N               number of vCPUs, 1 to 64 (default 1); each is a gdb thread
-          --cmdline TEXT         command line handed to multiboot and PVH guests
+          --cmdline TEXT         command line handed to multiboot, PVH and Linux guests
+          --append TEXT          the same as --cmdline (the QEMU habit)
+          --initrd FILE          initial ramdisk for a Linux bzImage or PVH guest, placed at the
+                                 top of guest RAM
           --gdb ENDPOINT         serve gdb on tcp:[HOST:]PORT (HOST defaults to 127.0.0.1; PORT 0
                                  picks a free port), unix:PATH, or stdio (for gdb's
                                  `target remote | gdbvmm --gdb stdio GUEST`)
@@ -139,7 +144,8 @@ func parseOptions(_ arguments: [String]) throws(UsageError) -> Options {
                 throw UsageError(message: "invalid --cpus '\(text)': give a number from 1 to 64")
             }
             options.cpus = n
-        case "--cmdline": options.commandLine = try value(name, inline: inline)
+        case "--cmdline", "--append": options.commandLine = try value(name, inline: inline)
+        case "--initrd": options.initrd = try value(name, inline: inline)
         case "--gdb":
             let text = try value(name, inline: inline)
             guard let endpoint = parseEndpoint(text) else {

@@ -23,6 +23,18 @@ func runVMM(_ options: Options) -> Int32 {
         }
         return fail("guest image \(options.guest) does not exist")
     }
+    var initrd: [UInt8]?
+    if let path = options.initrd {
+        guard let bytes = FileManager.default.contents(atPath: path) else {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+                return fail(isDirectory.boolValue ? "--initrd \(path) is a directory, not an initrd"
+                                                  : "cannot read the initrd \(path): permission denied")
+            }
+            return fail("initrd \(path) does not exist")
+        }
+        initrd = [UInt8](bytes)
+    }
     let console: BufferedSink?
     switch options.serial {
     case .stdio:
@@ -43,7 +55,7 @@ func runVMM(_ options: Options) -> Int32 {
         let kvmPath = ProcessInfo.processInfo.environment["GDBVMM_KVM_DEVICE"] ?? "/dev/kvm"
         machine = try Machine(MachineConfiguration(
             image: [UInt8](data), memorySize: options.memory, cpuCount: options.cpus,
-            commandLine: options.commandLine, serial: serial, kvmPath: kvmPath))
+            commandLine: options.commandLine, initrd: initrd, serial: serial, kvmPath: kvmPath))
     } catch {
         return fail("\(error)")
     }

@@ -17,6 +17,17 @@ public enum BootLayout {
     public static let directReservedArea: Range<UInt64> = 0..<0x90000
     /// Below this there is no room for the boot structures and a guest.
     public static let minimumRAM: UInt64 = 2 << 20
+
+    /// Linux bzImage boot: everything gdbvmm writes lies in the first 64 KiB, which Linux
+    /// reserves for itself anyway (CONFIG_X86_RESERVE_LOW); the e820 map marks it reserved.
+    /// GDT at 0x500 and page tables from 0x1000 as above (at most four page directories,
+    /// 0x3000..0x7000), then the zero page, a small stack and the command line.
+    public static let linuxReservedArea: Range<UInt64> = 0..<0x10000
+    public static let linuxPageDirectoriesEnd: UInt64 = 0x7000
+    public static let linuxZeroPage: UInt64 = 0x7000
+    /// RSP at entry (the stack is the page below); Linux switches to its own stack at once.
+    public static let linuxStackTop: UInt64 = 0x9000
+    public static let linuxCommandLine: Range<UInt64> = 0x9000..<0x10000
 }
 
 /// The GDT selectors gdbvmm uses. The guest sees the same descriptors in memory at
@@ -27,6 +38,9 @@ public enum BootSelectors {
     public static let code: UInt16 = 0x08
     public static let data: UInt16 = 0x10
     public static let code32InLongModeTable: UInt16 = 0x18
+    /// The Linux 64-bit boot protocol: __BOOT_CS (code64) and __BOOT_DS.
+    public static let linuxCode: UInt16 = 0x10
+    public static let linuxData: UInt16 = 0x18
 }
 
 extension Segment {
@@ -73,6 +87,13 @@ struct GDTImage {
         GDTImage(segments: [Segment.flatCode(selector: BootSelectors.code, long: true),
                             Segment.flatData(selector: BootSelectors.data),
                             Segment.flatCode(selector: BootSelectors.code32InLongModeTable, long: false)],
+                 at: BootLayout.gdtArea.lowerBound)
+    }
+
+    /// The Linux 64-bit boot protocol: null, null, 0x10 code64 (__BOOT_CS), 0x18 data (__BOOT_DS).
+    static var linux: GDTImage {
+        GDTImage(segments: [Segment.flatCode(selector: BootSelectors.linuxCode, long: true),
+                            Segment.flatData(selector: BootSelectors.linuxData)],
                  at: BootLayout.gdtArea.lowerBound)
     }
 }

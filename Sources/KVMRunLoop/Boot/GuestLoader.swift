@@ -6,12 +6,14 @@ public enum BootProtocol: Sendable, Equatable {
     case multiboot
     /// ELF with a XEN_ELFNOTE_PHYS32_ENTRY note: 32-bit protected mode, EBX=hvm_start_info.
     case pvh
+    /// A Linux bzImage (setup header "HdrS"): boot_params in RSI, 64-bit long mode at load + 0x200.
+    case linux
 }
 
 /// A guest image written into RAM and the state its vCPUs start in.
 public struct LoadedGuest: Sendable {
     public var bootProtocol: BootProtocol
-    /// `.elf64Direct`: one state per vCPU (index = vCPU number). `.multiboot`/`.pvh`: exactly one,
+    /// `.elf64Direct`: one state per vCPU (index = vCPU number). `.multiboot`/`.pvh`/`.linux`: exactly one,
     /// for vCPU 0; the other vCPUs wait for INIT-SIPI as on real hardware.
     public var entry: [EntryState]
     /// Guest-physical ranges the image occupies (file data plus zeroed bss), for diagnostics.
@@ -24,18 +26,20 @@ public struct LoadedGuest: Sendable {
 
 /// Loads a guest kernel image into guest RAM and returns how to start it.
 ///
-/// The boot protocol is chosen from the image: a multiboot v1 header in the first 8 KiB wins
+/// The boot protocol is chosen from the image: a Linux setup header (0xAA55 at 0x1FE, "HdrS" at
+/// 0x202) makes it a bzImage; otherwise a multiboot v1 header in the first 8 KiB wins
 /// (loaded through its a.out kludge addresses if it has them, else as ELF32); otherwise an ELF
 /// file with a PVH note (XEN_ELFNOTE_PHYS32_ENTRY) boots through PVH; otherwise an ELF64 file
 /// is entered directly in 64-bit mode. Everything is validated before the first byte is
 /// written, so a failed load leaves RAM untouched.
 ///
 /// - Parameters:
-///   - commandLine: passed to multiboot and PVH guests (ignored by the direct ELF64 boot,
+///   - commandLine: passed to multiboot, PVH and Linux guests (ignored by the direct ELF64 boot,
 ///     which has no place to pass it).
 ///   - cpuCount: number of vCPUs; the direct ELF64 boot gives each its own stack.
+///   - initrd: an initial ramdisk for Linux bzImage and PVH guests, placed at the top of RAM.
 public func loadGuest(image: [UInt8], into memory: any PhysicalMemory, commandLine: String,
-                      cpuCount: Int) throws(LoadError) -> LoadedGuest {
+                      cpuCount: Int, initrd: [UInt8]? = nil) throws(LoadError) -> LoadedGuest {
     guard cpuCount >= 1 else {
         throw LoadError("the guest needs at least one vCPU (asked for \(cpuCount))")
     }
@@ -44,7 +48,7 @@ public func loadGuest(image: [UInt8], into memory: any PhysicalMemory, commandLi
             + "\(byteCount(BootLayout.minimumRAM)); give more memory with -m")
     }
     let plan = try LoadPlan.make(image: image, ramSize: memory.size, commandLine: commandLine,
-                                 cpuCount: cpuCount)
+                                 cpuCount: cpuCount, initrd: initrd)
     try plan.write(image: image, into: memory)
     return LoadedGuest(bootProtocol: plan.bootProtocol, entry: plan.entry,
                        loadedRanges: plan.segments.map(\.range))
@@ -88,8 +92,23 @@ struct LoadPlan {
     var structures: [(address: UInt64, bytes: [UInt8])]
     var entry: [EntryState]
 
-    static func make(image: [UInt8], ramSize: UInt64, commandLine: String,
-                     cpuCount: Int) throws(LoadError) -> LoadPlan {
+    static func make(image: [UInt8], ramSize: UInt64, commandLine: String, cpuCount: Int,
+                     initrd: [UInt8]? = nil) throws(LoadError) -> LoadPlan {
+        if BzImage.hasMagic(image) {
+            return try BzImage.plan(image: image, ramSize: ramSize, commandLine: commandLine, initrd: initrd)
+        }
+        let plan = try makeFromELFOrMultiboot(image: image, ramSize: ramSize, commandLine: commandLine,
+                                              cpuCount: cpuCount, initrd: initrd)
+        if initrd != nil, plan.bootProtocol != .pvh {
+            throw LoadError("--initrd is handed to Linux bzImage and PVH kernels only; this image boots through "
+                + (plan.bootProtocol == .multiboot ? "multiboot" : "the direct ELF64 entry")
+                + ", which gdbvmm gives no initrd. Leave out --initrd, or boot the kernel's bzImage")
+        }
+        return plan
+    }
+
+    private static func makeFromELFOrMultiboot(image: [UInt8], ramSize: UInt64, commandLine: String,
+                                               cpuCount: Int, initrd: [UInt8]?) throws(LoadError) -> LoadPlan {
         let multiboot = try MultibootHeader.find(in: image)
         // An ELF parse error matters only if the ELF headers are what we end up loading from.
         var elf: Result<ELFImage, LoadError>?
@@ -107,7 +126,8 @@ struct LoadPlan {
                 return try Multiboot.planELF(elf, ramSize: ramSize, commandLine: commandLine)
             case .success(let elf):
                 if let entry = try elf.pvhEntry() {
-                    return try PVH.plan(elf, entry: entry, ramSize: ramSize, commandLine: commandLine)
+                    return try PVH.plan(elf, entry: entry, ramSize: ramSize, commandLine: commandLine,
+                                        initrd: initrd)
                 }
                 throw LoadError("the file is ELF64 with a multiboot header that has no a.out kludge (flag bit 16); "
                     + "multiboot v1 cannot load ELF64 without the a.out kludge (GRUB and QEMU refuse it too). "
@@ -125,11 +145,11 @@ struct LoadPlan {
         guard let elf else {
             throw LoadError("the file is neither ELF nor has a multiboot header in its first 8 KiB. gdbvmm boots "
                 + "ELF64 kernels (entered in 64-bit mode), ELF kernels with a PVH note "
-                + "(XEN_ELFNOTE_PHYS32_ENTRY), and multiboot v1 kernels")
+                + "(XEN_ELFNOTE_PHYS32_ENTRY), multiboot v1 kernels and Linux bzImages")
         }
         let image = try elf.get()
         if let entry = try image.pvhEntry() {
-            return try PVH.plan(image, entry: entry, ramSize: ramSize, commandLine: commandLine)
+            return try PVH.plan(image, entry: entry, ramSize: ramSize, commandLine: commandLine, initrd: initrd)
         }
         guard image.elfClass == .elf64 else {
             throw LoadError("the file is ELF32 with neither a multiboot header nor a PVH note; gdbvmm enters "

@@ -7,16 +7,19 @@ public struct MachineConfiguration: Sendable {
     public var memorySize: UInt64
     public var cpuCount: Int
     public var commandLine: String
+    /// An initial ramdisk for Linux bzImage and PVH guests (`--initrd`).
+    public var initrd: [UInt8]?
     /// Where the UART's transmitter and the 0xE9 console write.
     public var serial: any ByteSink
     public var kvmPath: String
 
     public init(image: [UInt8], memorySize: UInt64, cpuCount: Int = 1, commandLine: String = "",
-                serial: any ByteSink, kvmPath: String = "/dev/kvm") {
+                initrd: [UInt8]? = nil, serial: any ByteSink, kvmPath: String = "/dev/kvm") {
         self.image = image
         self.memorySize = memorySize
         self.cpuCount = cpuCount
         self.commandLine = commandLine
+        self.initrd = initrd
         self.serial = serial
         self.kvmPath = kvmPath
     }
@@ -96,8 +99,8 @@ public final class Machine: @unchecked Sendable {
         }
         // Load (and thereby validate) the image before anything of the VM exists.
         do {
-            guest = try loadGuest(image: configuration.image, into: ram,
-                                  commandLine: configuration.commandLine, cpuCount: configuration.cpuCount)
+            guest = try loadGuest(image: configuration.image, into: ram, commandLine: configuration.commandLine,
+                                  cpuCount: configuration.cpuCount, initrd: configuration.initrd)
         } catch {
             throw .image(error)
         }
@@ -370,8 +373,8 @@ public final class Machine: @unchecked Sendable {
         // A private anonymous mapping reads back as zeroes after MADV_DONTNEED.
         madvise(ram.base, Int(ram.size), MADV_DONTNEED)
         do {
-            guest = try loadGuest(image: configuration.image, into: ram,
-                                  commandLine: configuration.commandLine, cpuCount: configuration.cpuCount)
+            guest = try loadGuest(image: configuration.image, into: ram, commandLine: configuration.commandLine,
+                                  cpuCount: configuration.cpuCount, initrd: configuration.initrd)
         } catch {
             throw .image(error)
         }
