@@ -118,6 +118,15 @@ struct ExitHandlerTests {
         #expect(other.kind == .internalError && other.detail.contains("0xab"))
     }
 
+    @Test("an FWAIT the emulator could not run is completed by gdbvmm, also when stepping")
+    func fwait() {
+        let failure = VMExit.internalError(suberror: UInt32(KVM_INTERNAL_ERROR_EMULATION), data: [])
+        env.code = [0x9B, 0x65, 0x48]
+        #expect(handle(failure, run) == ExitAction(.completeFWait))
+        #expect(handle(failure, step) == ExitAction(.finishFWaitStep))
+        env.code = [0xF3, 0x48, 0x0F, 0xB8, 0xC7]
+    }
+
     @Test("the VM's end, resets, triple faults, entry failures, and exits that need nothing")
     func endsAndOthers() {
         #expect(handle(.systemEvent(type: UInt32(KVM_SYSTEM_EVENT_SHUTDOWN)), run) == ExitAction(.stop(.exit(status: 0))))

@@ -58,6 +58,8 @@ final class ScriptedVCPU: VCPUBackend, @unchecked Sendable {
     func setRegs(_ regs: kvm_regs) throws(SystemError) { cond.lock(); self.regs = regs; cond.unlock() }
     func getSregs() throws(SystemError) -> kvm_sregs { cond.lock(); defer { cond.unlock() }; return sregs }
     func getMPState() throws(SystemError) -> UInt32 { cond.lock(); defer { cond.unlock() }; return mpState }
+    var fsw: UInt16 = 0
+    func x87StatusWord() throws(SystemError) -> UInt16 { cond.lock(); defer { cond.unlock() }; return fsw }
     func getVCPUEvents() throws(SystemError) -> kvm_vcpu_events { kvm_vcpu_events() }
     func setVCPUEvents(_ events: kvm_vcpu_events) throws(SystemError) {}
     func setGuestDebug(flags: UInt32, debugRegs: [UInt64]) throws(SystemError) {

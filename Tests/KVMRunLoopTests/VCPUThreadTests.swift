@@ -132,6 +132,20 @@ struct VCPUThreadTests {
         thread.finish()
     }
 
+    @Test("an FWAIT KVM could not emulate: RIP moves past it and the run goes on")
+    func fwaitCompleted() {
+        env.code = [0x9B]
+        let backend = ScriptedVCPU(script: [.internalError(suberror: UInt32(KVM_INTERNAL_ERROR_EMULATION), data: []), .hlt])
+        backend.regs.rip = 0x4000
+        let thread = makeThread(backend)
+        thread.resume(plan(.run))
+        thread.waitUntilParked()
+        env.code = [0xF3, 0x48, 0x0F, 0xB8, 0xC7]
+        #expect(posted.all == [.halted])
+        #expect(thread.registers?.regs.rip == 0x4001)
+        thread.finish()
+    }
+
     @Test("a watch hit finishes its instruction before it is reported; a pause meanwhile waits")
     func watchHitFinishes() {
         env.mmioHit = (.write, 0x5000)

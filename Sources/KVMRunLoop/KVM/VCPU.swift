@@ -185,6 +185,8 @@ public final class VCPU: VCPUBackend, @unchecked Sendable {
         return fpu
     }
 
+    public func x87StatusWord() throws(SystemError) -> UInt16 { try getFPU().fsw }
+
     public func setFPU(_ fpu: kvm_fpu) throws(SystemError) {
         var fpu = fpu
         try sys("KVM_SET_FPU") { ckvm_ioctl_ptr(fd, CKVM_SET_FPU, &fpu) }

@@ -23,6 +23,8 @@ public protocol VCPUBackend: AnyObject, Sendable {
     func getMPState() throws(SystemError) -> UInt32
     func getVCPUEvents() throws(SystemError) -> kvm_vcpu_events
     func setVCPUEvents(_ events: kvm_vcpu_events) throws(SystemError)
+    /// The x87 status word (FSW), for completing an FWAIT the emulator could not.
+    func x87StatusWord() throws(SystemError) -> UInt16
     /// KVM_SET_GUEST_DEBUG (implementations skip it when nothing changed).
     func setGuestDebug(flags: UInt32, debugRegs: [UInt64]) throws(SystemError)
 }
@@ -32,6 +34,25 @@ extension VCPUBackend {
     public func pagingState() throws(SystemError) -> PagingState {
         let s = try getSregs()
         return PagingState(cr0: s.cr0, cr3: s.cr3, cr4: s.cr4, efer: s.efer)
+    }
+
+    /// Completes an FWAIT KVM's emulator could not run: with an unmasked x87 exception pending
+    /// (FSW.ES) the CPU raises #MF before the instruction, which is injected; otherwise FWAIT
+    /// does nothing and RIP moves past its one byte.
+    public func completeFWait() throws(SystemError) {
+        if try x87StatusWord() & 0x80 != 0 {
+            var events = try getVCPUEvents()
+            events.exception.injected = 1
+            events.exception.nr = 16
+            events.exception.has_error_code = 0
+            events.exception.error_code = 0
+            events.flags = 0
+            try setVCPUEvents(events)
+            return
+        }
+        var regs = try getRegs()
+        regs.rip &+= 1
+        try setRegs(regs)
     }
 
     /// Delivers a breakpoint exception (#BP, a trap) to the guest for the int3 at RIP, injected

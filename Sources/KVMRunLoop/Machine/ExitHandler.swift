@@ -48,6 +48,10 @@ public struct ExitAction: Sendable, Equatable {
         case stop(VCPUStop)
         /// Hand the guest's own int3 to its IDT, then re-enter.
         case deliverGuestBreakpoint(advanceRIP: Bool)
+        /// Complete an FWAIT the emulator could not run (`VCPUBackend.completeFWait`), re-enter.
+        case completeFWait
+        /// The same while stepping: completing it is the step.
+        case finishFWaitStep
         /// The quiet step past a hardware breakpoint ended: re-arm it and run on.
         case steppedOver
         /// A checked step ended: compare the watched bytes and reads.
@@ -147,12 +151,15 @@ public enum ExitHandler {
             case .guest: return ExitAction(.deliverGuestBreakpoint(advanceRIP: true))
             case .none: break
             }
+            let bytes = environment.instructionBytes(atLinear: r.linearPC, paging: r.paging)
+            // Linux's fpu__drop runs FWAIT in kernel mode, which some emulators lack; it is a
+            // no-op unless an x87 exception is pending, so gdbvmm completes it itself.
+            if bytes.first == 0x9B { return ExitAction(context.mode == .step ? .finishFWaitStep : .completeFWait) }
             // KVM cannot fetch code (or walk page tables) from a page we trapped for a
             // watchpoint: that one instruction must run with the traps lifted.
             if environment.hasWatches && !context.untrappedStep {
                 return ExitAction(.stop(.untrappedStepNeeded))
             }
-            let bytes = environment.instructionBytes(atLinear: r.linearPC, paging: r.paging)
             return ExitAction(.stop(.crash(Crash(.emulationFailure,
                 "KVM could not emulate the instruction at rip 0x\(String(r.regs.rip, radix: 16)): "
                     + InstructionName.describe(bytes)))))

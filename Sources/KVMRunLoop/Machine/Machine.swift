@@ -50,6 +50,8 @@ public final class Machine: @unchecked Sendable {
     public let stops: StopQueue
     public let statistics: ExitStatistics
     public private(set) var guest: LoadedGuest
+    /// The command line the guest boots with: the user's, plus what Linux needs on this host.
+    public let bootCommandLine: String
     public private(set) var status: [VCPUStatus]
     public let hasIRQChip: Bool
     /// gdb's memory packets take physical addresses (`monitor phys on`).
@@ -97,9 +99,13 @@ public final class Machine: @unchecked Sendable {
         } catch {
             throw .system(error)
         }
+        // Linux on a host that emulates guest kernel code needs a few parameters (see
+        // LinuxOnEmulatingHosts); they are part of the command line the guest is booted with.
+        bootCommandLine = LinuxOnEmulatingHosts.commandLine(configuration.commandLine, image: configuration.image,
+                                                            emulatingHost: Kvm.emulatesGuestKernelCode)
         // Load (and thereby validate) the image before anything of the VM exists.
         do {
-            guest = try loadGuest(image: configuration.image, into: ram, commandLine: configuration.commandLine,
+            guest = try loadGuest(image: configuration.image, into: ram, commandLine: bootCommandLine,
                                   cpuCount: configuration.cpuCount, initrd: configuration.initrd)
         } catch {
             throw .image(error)
@@ -373,7 +379,7 @@ public final class Machine: @unchecked Sendable {
         // A private anonymous mapping reads back as zeroes after MADV_DONTNEED.
         madvise(ram.base, Int(ram.size), MADV_DONTNEED)
         do {
-            guest = try loadGuest(image: configuration.image, into: ram, commandLine: configuration.commandLine,
+            guest = try loadGuest(image: configuration.image, into: ram, commandLine: bootCommandLine,
                                   cpuCount: configuration.cpuCount, initrd: configuration.initrd)
         } catch {
             throw .image(error)

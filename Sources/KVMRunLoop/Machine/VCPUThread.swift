@@ -387,6 +387,11 @@ final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
                 return stop
             case .deliverGuestBreakpoint(let advanceRIP):
                 try backend.deliverGuestBreakpoint(advanceRIP: advanceRIP)
+            case .completeFWait:
+                try backend.completeFWait()
+            case .finishFWaitStep:
+                try backend.completeFWait()
+                return .stepped
             case .steppedOver:
                 context.finishing = nil
                 context.steppingOver = false
