@@ -41,13 +41,7 @@ extension VCPUBackend {
     /// does nothing and RIP moves past its one byte.
     public func completeFWait() throws(SystemError) {
         if try x87StatusWord() & 0x80 != 0 {
-            var events = try getVCPUEvents()
-            events.exception.injected = 1
-            events.exception.nr = 16
-            events.exception.has_error_code = 0
-            events.exception.error_code = 0
-            events.flags = 0
-            try setVCPUEvents(events)
+            try injectException(vector: 16)
             return
         }
         var regs = try getRegs()
@@ -65,9 +59,14 @@ extension VCPUBackend {
             regs.rip &+= 1
             try setRegs(regs)
         }
+        try injectException(vector: 3)
+    }
+
+    /// An exception without an error code, delivered through the guest's IDT on the next entry.
+    public func injectException(vector: UInt8) throws(SystemError) {
         var events = try getVCPUEvents()
         events.exception.injected = 1
-        events.exception.nr = 3
+        events.exception.nr = vector
         events.exception.has_error_code = 0
         events.exception.error_code = 0
         events.flags = 0
