@@ -154,6 +154,7 @@ struct InstructionNameTests {
         #expect(InstructionName.name([0x0F, 0xAE, 0x27]) == "xsave")
         #expect(InstructionName.name([0x9B]) == "fwait")
         #expect(InstructionName.name([0x0F, 0x01, 0xD0]) == "xgetbv")
+        #expect(InstructionName.name([0x0F, 0x01, 0xCA]) == "clac")
         #expect(InstructionName.name([0x0F, 0xB8, 0xC7]) == nil, "0F B8 without F3 is not popcnt")
         #expect(InstructionName.name([0x0F, 0xAE, 0xF0]) == nil, "a register form of 0F AE is not xsave")
         #expect(InstructionName.name([0x66, 0x66]) == nil)

@@ -1,10 +1,11 @@
 /// What gdbvmm adds to a Linux kernel's command line where guest kernel code runs under KVM's
 /// instruction emulator (Kvm.emulatesGuestKernelCode), for the instructions that emulator
 /// cannot execute and CPUID cannot hide there (measured booting Debian's cloud kernel):
-/// `noxsave` (XSAVE/XRSTOR: the FPU is then saved with FXSAVE) and `clearcpuid=151`
-/// (X86_FEATURE_POPCNT, word 4 bit 23: `__bitmap_weight` keeps its software fallback).
+/// `noxsave` (XSAVE/XRSTOR: the FPU is then saved with FXSAVE) and `clearcpuid=151,308`
+/// (X86_FEATURE_POPCNT, word 4 bit 23: `__bitmap_weight` keeps its software fallback;
+/// X86_FEATURE_SMAP, word 9 bit 20: the entry code's CLAC/STAC stay NOPs).
 public enum LinuxOnEmulatingHosts {
-    public static let commandLineAdditions = "noxsave clearcpuid=151"
+    public static let commandLineAdditions = "noxsave clearcpuid=151,308"
 
     /// The command line to boot `image` with: `commandLine`, plus the additions when the image
     /// is a Linux kernel (a bzImage, or an ELF whose Xen GUEST_OS note says "linux") and the

@@ -45,6 +45,8 @@ public enum InstructionName {
             let names = ["fxsave", "fxrstor", "ldmxcsr", "stmxcsr", "xsave", "xrstor", "xsaveopt", "clflush"]
             return names[Int(reg)] + (rexW && reg != 2 && reg != 3 && reg != 7 ? "64" : "")
         case 0xC7 where reg == 4 && memory: return rexW ? "xsavec64" : "xsavec"
+        case 0x01 where b.count >= 3 && b[2] == 0xCA: return "clac"
+        case 0x01 where b.count >= 3 && b[2] == 0xCB: return "stac"
         case 0x01 where b.count >= 3 && b[2] == 0xD0: return "xgetbv"
         case 0x01 where b.count >= 3 && b[2] == 0xD1: return "xsetbv"
         case 0x0B: return "ud2"

@@ -40,6 +40,13 @@ public final class VirtualMachine: @unchecked Sendable {
         try sys("KVM_CREATE_IRQCHIP") { ckvm_ioctl_int(fd, CKVM_CREATE_IRQCHIP, 0) }
     }
 
+    /// The in-kernel i8254 timer (PIT), after the irqchip: the tick Linux calibrates against and
+    /// runs on before its local APIC timer.
+    public func createPIT() throws(SystemError) {
+        var config = kvm_pit_config()
+        try sys("KVM_CREATE_PIT2") { ckvm_ioctl_ptr(fd, CKVM_CREATE_PIT2, &config) }
+    }
+
     public func createVCPU(index: Int) throws(SystemError) -> VCPU {
         let vcpufd = try sys("KVM_CREATE_VCPU \(index)") { ckvm_ioctl_int(fd, CKVM_CREATE_VCPU, UInt(index)) }
         let size = kvm.vcpuMmapSize

@@ -54,6 +54,8 @@ public final class Machine: @unchecked Sendable {
     public let bootCommandLine: String
     public private(set) var status: [VCPUStatus]
     public let hasIRQChip: Bool
+    /// A Linux kernel (bzImage, or a vmlinux whose Xen note says so).
+    public let isLinux: Bool
     /// gdb's memory packets take physical addresses (`monitor phys on`).
     public var physicalAddressing = false
 
@@ -121,7 +123,9 @@ public final class Machine: @unchecked Sendable {
         watches = WatchTraps(ram: ram)
         // APs of multiboot/PVH guests start the way real ones do: INIT-SIPI-SIPI through the
         // local APIC, which KVM's in-kernel irqchip provides.
-        hasIRQChip = configuration.cpuCount > 1 && guest.bootProtocol != .elf64Direct
+        // Linux needs interrupts (a timer) on any number of vCPUs: the PIC, IOAPIC and PIT too.
+        isLinux = LinuxOnEmulatingHosts.isLinux(configuration.image)
+        hasIRQChip = (configuration.cpuCount > 1 && guest.bootProtocol != .elf64Direct) || isLinux
         let debugCaps = UInt32(bitPattern: kvm.capability(KVM_CAP_SET_GUEST_DEBUG2))
         supportsBlockIRQ = debugCaps & UInt32(KVM_GUESTDBG_BLOCKIRQ) != 0
         status = Array(repeating: .runnable, count: configuration.cpuCount)
@@ -132,6 +136,7 @@ public final class Machine: @unchecked Sendable {
             // them, which is harmless because we never enter real mode at boot.
             try? vm.setUpArchitecturalPages()
             if hasIRQChip { try vm.createIRQChip() }
+            if isLinux { try vm.createPIT() }
             try vm.setMemoryRegion(slot: 0, guestPhysical: 0, size: ram.size, host: ram.base)
             let cpuid = try kvm.supportedCPUID()
             let emulated = Kvm.emulatesGuestKernelCode
@@ -185,8 +190,9 @@ public final class Machine: @unchecked Sendable {
                 e.ecx |= 1 << 31
                 if emulated { e.ecx &= ~featuresTheEmulatorLacks }
             case 7 where emulated && e.index == 0:
-                // AVX2 and AVX-512 need the XSAVE state that is hidden above.
-                e.ebx &= ~((1 << 5) | 0xDC23_0000)
+                // AVX2 and AVX-512 need the XSAVE state that is hidden above; SMAP's CLAC/STAC
+                // are beyond the emulator too.
+                e.ebx &= ~((1 << 5) | (1 << 20) | 0xDC23_0000)
             case 0xB, 0x1F:
                 e.edx = apicID
             default:
