@@ -51,3 +51,14 @@ void smp_main(int cpu, int ncpus)
     }
     cpu_main(cpu);
 }
+
+/* Not called by the guest: tests move a parked AP here (`set var $rip = announce_halt`). It
+ * says "parking" on the serial port, then halts for good (tests wait for that line). CPU 0
+ * counts only after its banner, so waiting for its first tick keeps the two lines apart. */
+__attribute__((noreturn)) void announce_halt(void)
+{
+    while (ticks[0] == 0) {
+    }
+    serial_puts("parking\n");
+    halt_forever();
+}

@@ -2,30 +2,33 @@ import Foundation
 import Testing
 
 /// gdbvmm's "main job" without gdb: run a guest, see its serial output, get its exit status.
-@Suite("command line", .serialized, .enabled(if: Harness.hasKVM, "needs /dev/kvm"))
+/// Tests that boot a guest need /dev/kvm; those about usage and start-up failures run anywhere.
+@Suite("command line", .serialized)
 struct CommandLineTests {
-    @Test("ELF64 direct guest prints its banner and exits through port 0xF4 with (v << 1) | 1")
+    static let needsKVM = Testing.ConditionTrait.enabled(if: Harness.hasKVM, "needs /dev/kvm")
+
+    @Test("ELF64 direct guest prints its banner and exits through port 0xF4 with (v << 1) | 1", needsKVM)
     func elf64Direct() {
         let r = Harness.run([Harness.binary, Harness.guest("demo-elf64")])
         #expect(r.stdout == "gdbvmm demo guest\ndemo guest done\n")
         #expect(r.status == 33)
     }
 
-    @Test("multiboot ELF64 (a.out kludge) guest gets its command line")
+    @Test("multiboot ELF64 (a.out kludge) guest gets its command line", needsKVM)
     func multibootKludge() {
         let r = Harness.run([Harness.binary, "--cmdline", "console=ttyS0 debug", Harness.guest("demo-multiboot")])
         #expect(r.stdout.contains("gdbvmm demo guest\ncmdline: console=ttyS0 debug\ndemo guest done\n"))
         #expect(r.status == 33)
     }
 
-    @Test("multiboot ELF32 guest runs in 32-bit protected mode")
+    @Test("multiboot ELF32 guest runs in 32-bit protected mode", needsKVM)
     func multiboot32() {
         let r = Harness.run([Harness.binary, "-m", "64M", "--cmdline=abc", Harness.guest("demo-multiboot32")])
         #expect(r.stdout.contains("cmdline: abc\n"))
         #expect(r.status == 33)
     }
 
-    @Test("64 vCPUs: the guest's exit ends the process cleanly while the other vCPUs still run",
+    @Test("64 vCPUs: the guest's exit ends the process cleanly while the other vCPUs still run", needsKVM,
           arguments: ["demo-elf64", "demo-multiboot"])
     func manyVCPUs(guest: String) {
         for _ in 0..<3 {
@@ -35,14 +38,14 @@ struct CommandLineTests {
         }
     }
 
-    @Test("all vCPUs halted with interrupts off ends the VM with status 0")
+    @Test("all vCPUs halted with interrupts off ends the VM with status 0", needsKVM)
     func halt() {
         let r = Harness.run([Harness.binary, Harness.guest("halt")])
         #expect(r.stdout.contains("halting"))
         #expect(r.status == 0)
     }
 
-    @Test("a triple fault exits 4 and prints the registers")
+    @Test("a triple fault exits 4 and prints the registers", needsKVM)
     func tripleFault() {
         let r = Harness.run([Harness.binary, Harness.guest("fault")])
         #expect(r.status == 4)
@@ -51,21 +54,21 @@ struct CommandLineTests {
         #expect(r.stderr.contains("cr0 "))
     }
 
-    @Test("the guest's own int3 reaches its own IDT handler")
+    @Test("the guest's own int3 reaches its own IDT handler", needsKVM)
     func guestInt3() {
         let r = Harness.run([Harness.binary, Harness.guest("trap")])
         #expect(r.stdout == "trap guest\ntrap guest done\n")
         #expect(r.status == 7, "three breakpoints seen; stderr: \(r.stderr)")
     }
 
-    @Test("standard input reaches the guest's serial receiver")
+    @Test("standard input reaches the guest's serial receiver", needsKVM)
     func consoleInput() {
         let r = Harness.run([Harness.binary, Harness.guest("echo")], stdin: "hello gdbvmm\nignored\n")
         #expect(r.stdout == "echo guest: type a line\nyou typed: hello gdbvmm\n")
         #expect(r.status == 25, "12 characters: (12 << 1) | 1")
     }
 
-    @Test("--serial file: and none")
+    @Test("--serial file: and none", needsKVM)
     func serialDestinations() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-serial-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -116,15 +119,27 @@ struct CommandLineTests {
         #expect(version.stdout.hasPrefix("gdbvmm "))
     }
 
-    @Test("missing, unreadable, truncated and foreign images exit 2 before anything starts")
-    func invalidImages() throws {
+    @Test("missing images and too little memory exit 2 before KVM is opened")
+    func invalidImagesWithoutKVM() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-images-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let missing = Harness.run([Harness.binary, dir.appendingPathComponent("nope").path])
         #expect(missing.status == 2)
         #expect(missing.stderr.contains("does not exist"))
+        let directory = Harness.run([Harness.binary, dir.path])
+        #expect(directory.status == 2)
+        #expect(directory.stderr == "gdbvmm: \(dir.path) is a directory, not a guest image\n")
 
+        let small = Harness.run([Harness.binary, "-m", "1M", Harness.guest("demo-elf64")])
+        #expect(small.status == 2)
+    }
+
+    @Test("truncated and foreign images exit 2 before anything starts", needsKVM)
+    func invalidImages() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-images-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
         let image = try Data(contentsOf: URL(fileURLWithPath: Harness.guest("demo-elf64")))
         let truncated = dir.appendingPathComponent("truncated")
         try image.prefix(200).write(to: truncated)
@@ -138,8 +153,5 @@ struct CommandLineTests {
         let x = Harness.run([Harness.binary, text.path])
         #expect(x.status == 2)
         #expect(x.stderr.contains("invalid guest image"))
-
-        let small = Harness.run([Harness.binary, "-m", "1M", Harness.guest("demo-elf64")])
-        #expect(small.status == 2)
     }
 }

@@ -232,20 +232,23 @@ struct GDBSessionTests {
 
     @Test("Ctrl-C (interrupt) stops a spinning guest, which continues afterwards")
     func interrupt() throws {
+        let serial = Harness.serialFile()
+        defer { try? FileManager.default.removeItem(atPath: serial) }
         let o = try debugSession("demo-elf64", """
             break spin
             continue
             set var spin_forever = 1
             delete
-            \(Harness.interruptAfterOneSecond)
+            \(Harness.interrupt(whenSerial: serial, shows: "spinning"))
             continue
             bt 1
             print counter > 0
             set var spin_forever = 0
             continue
-            """)
+            """, vmmArguments: ["--serial", "file:" + serial])
         expectInOrder(o.gdb.output, ["Breakpoint 1, spin", "Program received signal SIGINT, Interrupt.",
                                      "spin ()", "#0 ", "spin", "$1 = 1", "exited with code 041"])
+        #expect(!o.gdb.output.contains("never came"), "pressed only after the guest said it was spinning")
         #expect(o.vmmStatus == 33)
     }
 

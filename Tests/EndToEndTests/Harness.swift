@@ -47,18 +47,63 @@ enum Harness {
 
     static var hasGDB: Bool { gdbPath != nil }
 
-    /// gdb script lines that press Ctrl-C (`interrupt`) one second into the next `continue`:
-    /// batch gdb runs commands synchronously, so the interrupt is posted from a Python thread.
-    static let interruptAfterOneSecond = """
+    /// gdb script lines that press Ctrl-C (`interrupt`) during the next `continue`, once the
+    /// guest has written `line` to its serial port (gdbvmm started with `--serial file:PATH`).
+    /// Batch gdb runs commands synchronously, so a Python thread watches the file and posts the
+    /// interrupt. The guest must write the line only after that `continue`. If the line never
+    /// comes, gdb says so and presses Ctrl-C anyway, so the test fails instead of hanging.
+    static func interrupt(whenSerial path: String, shows line: String, timeout: Double = 60) -> String {
+        """
         python
         import threading, time
-        def later():
-            time.sleep(1.0)
+        def interrupt_when_seen():
+            deadline = time.monotonic() + \(timeout)
+            seen = False
+            while not seen and time.monotonic() < deadline:
+                try:
+                    with open("\(path)") as serial:
+                        seen = "\(line)" in serial.read().splitlines()
+                except FileNotFoundError:
+                    pass
+                if not seen:
+                    time.sleep(0.01)
+            if not seen:
+                gdb.post_event(lambda: gdb.write("*** serial line '\(line)' never came ***\\n"))
             gdb.post_event(lambda: gdb.execute("interrupt"))
-        threading.Thread(target=later, daemon=True).start()
+        threading.Thread(target=interrupt_when_seen, daemon=True).start()
+        end
+        """
+    }
+
+    /// gdb script lines that press Ctrl-C as soon as gdb has resumed the target for the next
+    /// `continue` (its resume packet is on the wire before the interrupt): for tests that need
+    /// the guest running, not any particular progress.
+    static let interruptOnceResumed = """
+        python
+        def interrupt_once_resumed(event):
+            gdb.events.cont.disconnect(interrupt_once_resumed)
+            gdb.post_event(lambda: gdb.execute("interrupt"))
+        gdb.events.cont.connect(interrupt_once_resumed)
         end
         """
 
+    /// A fresh path for `--serial file:`, removed by the caller.
+    static func serialFile() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-serial-\(UUID().uuidString)").path
+    }
+
+    /// Waits until `line` is one of the lines in the file at `path`; false after `timeout`.
+    static func waitForLine(_ line: String, inFile path: String, timeout: Double = 60) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let text = try? String(contentsOfFile: path, encoding: .utf8),
+               text.split(separator: "\n").contains(Substring(line)) {
+                return true
+            }
+            usleep(10_000)
+        }
+        return false
+    }
 
     static func warn(_ message: String) {
         FileHandle.standardError.write(Data("\n*** WARNING: \(message) ***\n\n".utf8))

@@ -52,6 +52,32 @@ struct MonitorAndSessionTests {
         #expect(o.vmmStatus == 0, "monitor quit ends the VM with status 0")
     }
 
+    /// With breakpoints kept inserted, gdb sends no new Z0 after the reset: only gdbvmm's
+    /// re-planting into the reloaded image can make the breakpoint hit again.
+    @Test("monitor system_reset plants the breakpoints again in the reloaded image")
+    func resetReplantsBreakpoints() throws {
+        let o = try debugSession("demo-elf64", """
+            set breakpoint always-inserted on
+            break compute
+            continue
+            monitor system_reset
+            monitor xp 0x100120 4
+            maint packet m100120,4
+            maintenance flush register-cache
+            print $pc
+            continue
+            bt 1
+            delete
+            continue
+            """)
+        expectInOrder(o.gdb.stdout, ["Breakpoint 1 at 0x100120", "Breakpoint 1, compute",
+                                     "received: \"8b45fc89\"", "<_start>", "Breakpoint 1, compute", "#0  compute",
+                                     "exited with code 041"])
+        // Physical memory holds the int3 again; the `m` reply shows the reloaded original byte.
+        expectInOrder(o.gdb.stderr, ["back at its entry point", "0x0000000000100120: 0xcc 0x45 0xfc 0x89"])
+        #expect(o.vmmStatus == 33)
+    }
+
     @Test("extended-remote: run, kill and run again without restarting gdbvmm")
     func extendedRemote() throws {
         let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", Harness.guest("demo-elf64")])
@@ -79,7 +105,9 @@ struct MonitorAndSessionTests {
 
     @Test("gdb killed while the guest runs: breakpoints go, the guest pauses, a new gdb continues it")
     func reconnectAfterLostGDB() throws {
-        let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", Harness.guest("demo-elf64")])
+        let serial = Harness.serialFile()
+        defer { try? FileManager.default.removeItem(atPath: serial) }
+        let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", "--serial", "file:" + serial, Harness.guest("demo-elf64")])
         let guest = Harness.guest("demo-elf64")
         let script = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-lost-\(UUID().uuidString).gdb")
         try """
@@ -98,8 +126,9 @@ struct MonitorAndSessionTests {
         first.standardOutput = FileHandle.nullDevice
         first.standardError = FileHandle.nullDevice
         try first.run()
-        // Let it reach spin() and continue; then gdb dies without a word.
-        Thread.sleep(forTimeInterval: 2.0)
+        // Once the guest spins (gdb has continued it from spin()), gdb dies without a word.
+        let spinning = Harness.waitForLine("spinning", inFile: serial)
+        #expect(spinning, "the guest never said it was spinning")
         kill(first.processIdentifier, SIGKILL)
         first.waitUntilExit()
 

@@ -63,7 +63,7 @@ struct MultiVCPUTests {
             break cpu_work
             continue
             delete
-            \(Harness.interruptAfterOneSecond)
+            \(Harness.interruptOnceResumed)
             continue
             info threads
             set var stop_all = 1
@@ -76,14 +76,17 @@ struct MultiVCPUTests {
 
     @Test("an AP's RIP written while parked: the guest continues from there")
     func writeAPRip() throws {
+        let serial = Harness.serialFile()
+        defer { try? FileManager.default.removeItem(atPath: serial) }
+        // announce_halt prints "parking" and halts in halt_forever.
         let o = try debugSession("smp", """
             break cpu_work if cpu == 1
             continue
             delete
             thread 2
-            set var $rip = halt_forever
+            set var $rip = announce_halt
             thread 1
-            \(Harness.interruptAfterOneSecond)
+            \(Harness.interrupt(whenSerial: serial, shows: "parking"))
             continue
             thread 2
             info threads
@@ -92,11 +95,12 @@ struct MultiVCPUTests {
             set var stop_all = 1
             set var cpus_done = 1
             continue
-            """, vmmArguments: ["--cpus", "2"])
+            """, vmmArguments: ["--cpus", "2", "--serial", "file:" + serial])
         expectInOrder(o.gdb.output, ["hit Breakpoint 1, cpu_work (cpu=1)", "[Switching to thread 2 (Thread 2)]",
                                      "received signal SIGINT", "\"vCPU 1\" (halted)", "halt_forever",
                                      "exited with code 05"])
         #expect(o.vmmStatus == 5)
+        #expect(!o.gdb.output.contains("never came"), "pressed only after the AP said it was parking")
     }
 
     @Test("multiboot (ELF32) guest with 2 vCPUs: the BSP starts the AP with INIT-SIPI-SIPI")

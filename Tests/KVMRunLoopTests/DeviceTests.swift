@@ -174,7 +174,29 @@ import Glibc
     }
 
     @Test func fileDescriptorSinkSurvivesAClosedDescriptor() {
-        FileDescriptorSink(fileDescriptor: -1).write([1, 2, 3])  // EBADF: dropped, no crash, no hang
+        // A descriptor that is not open (never a closed number: another test may reuse it).
+        let sink = FileDescriptorSink(fileDescriptor: -1)
+        #expect(sink.dropped == 0 && sink.lastError == nil)
+        sink.write([1, 2, 3])
+        #expect(sink.dropped == 3)
+        #expect(sink.lastError == EBADF)
+        sink.write([4, 5])
+        #expect(sink.dropped == 5, "each failed write counts what it gave up")
+    }
+
+    @Test func fileDescriptorSinkSurvivesAReaderThatClosed() throws {
+        // gdbvmm ignores SIGPIPE, so a reader gone shows up as EPIPE; the test process must too.
+        signal(SIGPIPE, SIG_IGN)
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[1]) }
+        let sink = FileDescriptorSink(fileDescriptor: fds[1])
+        sink.write([1, 2])
+        #expect(sink.dropped == 0 && sink.lastError == nil, "the reader is still there")
+        close(fds[0])
+        sink.write(Array(repeating: 7, count: 100))
+        #expect(sink.dropped == 100)
+        #expect(sink.lastError == EPIPE)
     }
 }
 

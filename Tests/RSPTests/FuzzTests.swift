@@ -70,17 +70,107 @@ import Testing
         }
     }
 
+    /// One class of input with the events the decoder must return for it.
+    static func decoderInput(_ rng: inout SplitMix, limit: Int) -> (bytes: [UInt8], events: [PacketEvent]) {
+        func checksum(_ raw: [UInt8]) -> [UInt8] { Hex.encode([raw.reduce(0, &+)]) }
+        func randomPayload(_ count: Int) -> [UInt8] {
+            (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        }
+        /// `$`, `#`, `}` and `*` escaped, as gdb sends binary data.
+        func escaped(_ payload: [UInt8]) -> [UInt8] {
+            payload.flatMap { b -> [UInt8] in Array("$#}*".utf8).contains(b) ? [UInt8(ascii: "}"), b ^ 0x20] : [b] }
+        }
+        func framed(_ raw: [UInt8]) -> [UInt8] { [UInt8(ascii: "$")] + raw + [UInt8(ascii: "#")] + checksum(raw) }
+        switch Int.random(in: 0..<10, using: &rng) {
+        case 0:
+            // Noise between packets: anything that does not start a packet, ack or interrupt.
+            let starters = Array("$+-%".utf8) + [0x03]
+            let noise = (0..<Int.random(in: 1...16, using: &rng)).map { _ in
+                var b: UInt8
+                repeat { b = UInt8.random(in: 0...255, using: &rng) } while starters.contains(b)
+                return b
+            }
+            return (noise, [])
+        case 1:
+            return [([UInt8(ascii: "+")], [.ack]), ([UInt8(ascii: "-")], [.nak]), ([0x03], [.interrupt])]
+                .randomElement(using: &rng)!
+        case 2:
+            // A notification (`%Stop:...#xx`): ignored, whatever its checksum.
+            let body = randomPayload(Int.random(in: 0...20, using: &rng)).filter { $0 != UInt8(ascii: "#") }
+            return ([UInt8(ascii: "%")] + body + [UInt8(ascii: "#")] + randomPayload(2), [])
+        case 3:
+            // A good packet, escaped: the payload comes back unescaped.
+            let payload = randomPayload(Int.random(in: 0...limit / 2, using: &rng))
+            return (framed(escaped(payload)), [.packet(payload)])
+        case 4:
+            // A wrong checksum (or one that is not hex).
+            let raw = escaped(randomPayload(Int.random(in: 0...32, using: &rng)))
+            let good = raw.reduce(0, &+)
+            let bad: [UInt8] = Bool.random(using: &rng) ? Hex.encode([good &+ UInt8.random(in: 1...255, using: &rng)])
+                                                        : [UInt8(ascii: "g"), UInt8(ascii: "0")]
+            return ([UInt8(ascii: "$")] + raw + [UInt8(ascii: "#")] + bad, [.badChecksum])
+        case 5:
+            // Longer than the limit, with a good checksum.
+            let raw = escaped(randomPayload(limit + 1 + Int.random(in: 0...64, using: &rng)))
+            return (framed(raw), [.malformed("packet longer than \(limit) bytes")])
+        case 6:
+            let raw = escaped(randomPayload(Int.random(in: 0...16, using: &rng))) + [UInt8(ascii: "}")]
+            return (framed(raw), [.malformed("escape at end of packet")])
+        case 7:
+            // Run-length encoding: `x*n` is x and n - 29 more; `#` and `$` are never counts.
+            var count: UInt8
+            repeat { count = UInt8.random(in: 29...126, using: &rng) } while count == 35 || count == 36
+            let raw: [UInt8] = [UInt8(ascii: "a"), UInt8(ascii: "*"), count]
+            return (framed(raw), [.packet(Array(repeating: UInt8(ascii: "a"), count: Int(count) - 28))])
+        case 8:
+            let raw: [UInt8] = [UInt8(ascii: "a"), UInt8(ascii: "*"), UInt8.random(in: 0...28, using: &rng)]
+            return (framed(raw), [.malformed("run length count below 29")])
+        default:
+            let raw: [UInt8] = [UInt8(ascii: "*"), UInt8(ascii: " ")]
+            return (framed(raw), [.malformed("run length without a character")])
+        }
+    }
+
+    /// Every input class, glued together in random order and fed whole, byte by byte and in
+    /// random chunks, decodes to exactly the events that class stands for.
     @Test func decoderSurvivesRandomBytes() {
         var rng = SplitMix(state: 42)
-        var decoder = PacketDecoder(maximumPacketSize: 256)
-        for _ in 0..<2000 {
+        let limit = 256
+        for _ in 0..<500 {
+            var stream: [UInt8] = []
+            var expected: [PacketEvent] = []
+            for _ in 0..<Int.random(in: 1...12, using: &rng) {
+                let (bytes, events) = Self.decoderInput(&rng, limit: limit)
+                stream += bytes
+                expected += events
+            }
+            var whole = PacketDecoder(maximumPacketSize: limit)
+            #expect(whole.feed(stream) == expected, "stream \(stream)")
+            var single = PacketDecoder(maximumPacketSize: limit)
+            #expect(stream.compactMap { single.feed($0) } == expected)
+            var chunked = PacketDecoder(maximumPacketSize: limit)
+            var events: [PacketEvent] = []
+            var index = 0
+            while index < stream.count {
+                let end = min(stream.count, index + Int.random(in: 1...64, using: &rng))
+                events += chunked.feed(stream[index..<end])
+                index = end
+            }
+            #expect(events == expected)
+        }
+        // Raw random bytes (no class): whatever comes out respects the limit, however it is cut.
+        for _ in 0..<500 {
             let chunk = (0..<Int.random(in: 0...512, using: &rng)).map { _ in
                 Int.random(in: 0..<4, using: &rng) == 0
                     ? Array("$#}*+-%".utf8).randomElement(using: &rng)!
                     : UInt8.random(in: 0...255, using: &rng)
             }
-            for event in decoder.feed(chunk) {
-                if case .packet(let payload) = event { #expect(payload.count <= 256) }
+            var whole = PacketDecoder(maximumPacketSize: limit)
+            var single = PacketDecoder(maximumPacketSize: limit)
+            let events = whole.feed(chunk)
+            #expect(events == chunk.compactMap { single.feed($0) })
+            for event in events {
+                if case .packet(let payload) = event { #expect(payload.count <= limit) }
             }
         }
     }

@@ -6,6 +6,16 @@ import FoundationXML
 #endif
 
 @Suite struct TargetDescriptionTests {
+    /// gdb as the shell finds it (the end-to-end suites look it up the same way).
+    static let gdbPath: String? = {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for directory in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(directory)/gdb") {
+            return "\(directory)/gdb"
+        }
+        FileHandle.standardError.write(Data("\n*** WARNING: gdb is not on PATH: realGDBAcceptsIt is SKIPPED (apt-get install -y gdb) ***\n\n".utf8))
+        return nil
+    }()
+
     @Test(arguments: TargetArchitecture.allCases)
     func isWellFormedWithNumberedRegisters(architecture: TargetArchitecture) throws {
         let layout = RegisterLayout.of(architecture)
@@ -63,9 +73,9 @@ import FoundationXML
 
     /// The real gdb must load the description without a word of complaint and number the
     /// registers as the `g` packet lays them out, under the OS ABI it defaults to on Linux (which
-    /// it also picks for a kernel ELF without an ABI note) and under none. Skipped when gdb is not
-    /// installed.
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/gdb")),
+    /// it also picks for a kernel ELF without an ABI note) and under none. Skipped, with a warning
+    /// on stderr, when there is no gdb on PATH.
+    @Test(.enabled(if: TargetDescriptionTests.gdbPath != nil, "needs gdb on PATH (apt-get install -y gdb)"),
           arguments: TargetArchitecture.allCases, ["GNU/Linux", "none"])
     func realGDBAcceptsIt(architecture: TargetArchitecture, osabi: String) throws {
         let layout = RegisterLayout.of(architecture)
@@ -74,7 +84,7 @@ import FoundationXML
         try Data(TargetDescription.bytes(for: architecture)).write(to: path)
         defer { try? FileManager.default.removeItem(at: path) }
         let gdb = Process()
-        gdb.executableURL = URL(fileURLWithPath: "/usr/bin/gdb")
+        gdb.executableURL = URL(fileURLWithPath: try #require(TargetDescriptionTests.gdbPath))
         gdb.arguments = ["-nx", "-batch", "-ex", "set osabi \(osabi)",
                          "-ex", "set architecture \(TargetDescription.architectureName(architecture))",
                          "-ex", "set tdesc filename \(path.path)", "-ex", "maint print remote-registers"]

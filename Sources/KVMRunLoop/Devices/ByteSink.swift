@@ -19,14 +19,34 @@ public protocol ByteSink: Sendable {
 }
 
 /// A sink writing to a file descriptor it does not own (the caller closes it).
-public final class FileDescriptorSink: ByteSink {
+public final class FileDescriptorSink: ByteSink, @unchecked Sendable {
+    // SAFETY (Sendable): `droppedCount` and `error` are guarded by `lock`; the descriptor is
+    // immutable.
     /// Not closed by the sink.
     public let fileDescriptor: Int32
+    private let lock = NSLock()
+    private var droppedCount: UInt64 = 0
+    private var error: Int32?
 
     public init(fileDescriptor: Int32) { self.fileDescriptor = fileDescriptor }
 
+    /// Bytes given up because the destination failed (EPIPE, EIO, EBADF).
+    public var dropped: UInt64 {
+        lock.lock()
+        defer { lock.unlock() }
+        return droppedCount
+    }
+
+    /// The errno of the last write that failed, nil while every write succeeded.
+    public var lastError: Int32? {
+        lock.lock()
+        defer { lock.unlock() }
+        return error
+    }
+
     /// Writes all bytes, retrying after EINTR and partial writes and waiting when a
-    /// non-blocking descriptor is full (EAGAIN). Other errors (EPIPE, EIO) drop the rest.
+    /// non-blocking descriptor is full (EAGAIN). Other errors (EPIPE, EIO) drop the rest, which
+    /// `dropped` and `lastError` report.
     public func write(_ bytes: [UInt8]) {
         var offset = 0
         while offset < bytes.count {
@@ -39,13 +59,17 @@ public final class FileDescriptorSink: ByteSink {
                 offset += written
                 continue
             }
-            let error = errno
-            if written < 0 && error == EINTR { continue }
-            if written < 0 && (error == EAGAIN || error == EWOULDBLOCK) {
+            let failure = errno
+            if written < 0 && failure == EINTR { continue }
+            if written < 0 && (failure == EAGAIN || failure == EWOULDBLOCK) {
                 var descriptor = pollfd(fd: fileDescriptor, events: Int16(POLLOUT), revents: 0)
                 _ = poll(&descriptor, 1, -1)
                 continue
             }
+            lock.lock()
+            droppedCount &+= UInt64(bytes.count - offset)
+            if written < 0 { error = failure }
+            lock.unlock()
             return
         }
     }

@@ -69,8 +69,8 @@ final class WatchTraps: @unchecked Sendable {
 
     func reset() throws(SystemError) { try apply() }
 
-    /// Which pages need trapping, and how.
-    private func pageModes() -> [UInt64: PageMode] {
+    /// Which pages need trapping, and how (internal for tests; callers hold `lock`).
+    func pageModes() -> [UInt64: PageMode] {
         var modes: [UInt64: PageMode] = [:]
         for watch in watches {
             for piece in watch.pieces {
@@ -84,7 +84,7 @@ final class WatchTraps: @unchecked Sendable {
         return modes
     }
 
-    private func desiredLayout(_ modes: [UInt64: PageMode]) -> [Slot] {
+    func desiredLayout(_ modes: [UInt64: PageMode]) -> [Slot] {
         var slots: [Slot] = []
         var cursor: UInt64 = 0
         for page in modes.keys.sorted() {
