@@ -1,5 +1,5 @@
 // libFuzzer entry point for the guest-image loaders: arbitrary bytes go to `loadGuest` (ELF64
-// direct, multiboot v1 with and without the a.out kludge, PVH) as the image, with the first byte
+// direct, multiboot v1 with and without the a.out kludge, PVH, Linux bzImage) as the image, with the first byte
 // choosing the RAM size, the vCPU count and the command line. Built by scripts/fuzz together
 // with Sources/KVMRunLoop/Boot and the PhysicalMemory protocol as one module. Besides any trap,
 // overflow or sanitizer report, these are bugs: a failed load that wrote RAM (the loaders plan
