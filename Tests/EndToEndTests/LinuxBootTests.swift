@@ -7,6 +7,10 @@ import Testing
 @Suite("Linux bzImage boot", .serialized, .enabled(if: Harness.hasKVM, "needs /dev/kvm"))
 struct LinuxBootTests {
     /// A small initrd the guest reports the first and last bytes of.
+    /// What gdbvmm appends to a Linux command line where KVM emulates guest kernel code (the
+    /// bzImage guest is a Linux kernel as far as the boot protocol goes).
+    static let additions = access("/sys/module/kvm_pvm", F_OK) == 0 ? " noxsave clearcpuid=151,308" : ""
+
     static func writeInitrd(_ contents: String = "GDBVMM-INITRD") throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-initrd-\(UUID().uuidString)").path
         try contents.write(toFile: path, atomically: true, encoding: .utf8)
@@ -20,7 +24,7 @@ struct LinuxBootTests {
         let r = Harness.run([Harness.binary, "--append", "hello world", "--initrd", initrd, Harness.guest("bzimage")])
         #expect(r.stdout == """
             bzimage guest: loader 0xff, loadflags 0x81
-            cmdline: hello world
+            cmdline: hello world\(Self.additions)
             e820 entries: 5
             initrd: 13 bytes, first 0x47, last 0x44
 
@@ -28,7 +32,11 @@ struct LinuxBootTests {
         #expect(r.status == 33)
 
         let plain = Harness.run([Harness.binary, "--cmdline=console=ttyS0", Harness.guest("bzimage")])
-        #expect(plain.stdout.contains("cmdline: console=ttyS0\ne820 entries: 5\ninitrd: none\n"))
+        #expect(plain.stdout.contains("cmdline: console=ttyS0\(Self.additions)\ne820 entries: 5\ninitrd: none\n"))
+        // Parameters the user gave are not given twice.
+        let given = Harness.run([Harness.binary, "--append", "noxsave", Harness.guest("bzimage")])
+        #expect(given.stdout.contains(Self.additions.isEmpty ? "cmdline: noxsave\n" : "cmdline: noxsave clearcpuid=151,308\n"),
+                "stdout: \(given.stdout)")
         #expect(plain.status == 33)
     }
 
@@ -75,13 +83,13 @@ struct LinuxBootTests {
         expectInOrder(gdb.output, [
             "rip", "0x100200", "<startup_64>",
             "rsi", "0x7000",
-            "0x9000:\t\"hello world\"",
+            "0x9000:\t\"hello world\(Self.additions)\"",
             "Breakpoint 1 at",
             "Breakpoint 1, bzimage_main (params=0x7000)",
             "$1 = 0xff",
             "$2 = 5",
             "$3 = {addr = 1048576, size = 133169152, type = 1}",
-            "\"hello world\"",
+            "\"hello world\(Self.additions)\"",
             "exited with code 041",
         ])
         #expect(status == 33)
