@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Testing
 
 /// A real Linux kernel debugged the way kernel developers do it with `qemu -kernel ... -s -S`:
@@ -26,5 +27,35 @@ struct LinuxKernelTests {
                                    "rip            0xffffffff8", "<start_kernel+"])
         #expect(!gdb.output.contains("Cannot insert breakpoint"), "gdb output: \(gdb.output)")
         #expect(status == 0, "stderr: \(vmm.stderrText)")
+    }
+
+    /// The kernel's own log says what it found: the ACPI tables gdbvmm wrote, both vCPUs in the
+    /// MADT, the IOAPIC. (Lines are matched without their timestamps.)
+    @Test("2 vCPUs: Linux finds the ACPI tables, both CPUs and the IOAPIC")
+    func acpiTables() throws {
+        guard let vmlinux = DebianKernel.debugVmlinux else { return }
+        let serial = Harness.serialFile()
+        defer { try? FileManager.default.removeItem(atPath: serial) }
+        let vmm = Process()
+        vmm.executableURL = URL(fileURLWithPath: Harness.binary)
+        vmm.arguments = ["-m", "512M", "--cpus", "2", "--serial", "file:" + serial,
+                         "--cmdline", "console=ttyS0 nokaslr", vmlinux]
+        vmm.standardOutput = FileHandle.nullDevice
+        vmm.standardError = FileHandle.nullDevice
+        try vmm.run()
+        defer { kill(vmm.processIdentifier, SIGKILL); vmm.waitUntilExit() }
+        let wanted = "ACPI: Using ACPI (MADT) for SMP configuration information"
+        let deadline = Date().addingTimeInterval(180)
+        var text = ""
+        while Date() < deadline && vmm.isRunning {
+            text = (try? String(contentsOfFile: serial, encoding: .utf8)) ?? ""
+            if text.contains(wanted) { break }
+            usleep(50_000)
+        }
+        #expect(text.contains("ACPI: RSDP 0x00000000000E0000"), "serial: \(text.suffix(2000))")
+        #expect(text.contains("ACPI: APIC 0x"))
+        #expect(text.contains("IOAPIC[0]: apic_id 2, version 17, address 0xfec00000"))
+        #expect(text.contains(wanted))
+        #expect(text.contains("smpboot: Allowing 2 CPUs"))
     }
 }

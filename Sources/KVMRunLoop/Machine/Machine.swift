@@ -123,8 +123,10 @@ public final class Machine: @unchecked Sendable {
         watches = WatchTraps(ram: ram)
         // APs of multiboot/PVH guests start the way real ones do: INIT-SIPI-SIPI through the
         // local APIC, which KVM's in-kernel irqchip provides.
-        // Linux needs interrupts (a timer) on any number of vCPUs: the PIC, IOAPIC and PIT too.
+        // Linux needs interrupts (a timer) on any number of vCPUs: the PIC, IOAPIC and PIT too,
+        // and ACPI tables that tell it about them and about every vCPU.
         isLinux = LinuxOnEmulatingHosts.isLinux(configuration.image)
+        if isLinux { try? ram.write(ACPITables.build(cpuCount: configuration.cpuCount), at: ACPITables.address) }
         hasIRQChip = (configuration.cpuCount > 1 && guest.bootProtocol != .elf64Direct) || isLinux
         let debugCaps = UInt32(bitPattern: kvm.capability(KVM_CAP_SET_GUEST_DEBUG2))
         supportsBlockIRQ = debugCaps & UInt32(KVM_GUESTDBG_BLOCKIRQ) != 0
@@ -390,6 +392,7 @@ public final class Machine: @unchecked Sendable {
         } catch {
             throw .image(error)
         }
+        if isLinux { try? ram.write(ACPITables.build(cpuCount: configuration.cpuCount), at: ACPITables.address) }
         do {
             try watches.reset()
             try applyEntryStates()
