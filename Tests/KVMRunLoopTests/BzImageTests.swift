@@ -256,6 +256,17 @@ struct BzImageBuilder {
         Self.expectRefused(builder, containing: "pref_address")
     }
 
+    /// Found by the loader fuzzer: a pref_address that aligns without overflowing but leaves no
+    /// room for init_size used to trap while the error message was built.
+    @Test func preferredAddressAtTheTopOfTheAddressSpace() {
+        for address: UInt64 in [0xFFFF_FFFF_FFF0_0000, 0xFFFF_FFFF_FE00_0000, 1 << 60] {
+            var builder = BzImageBuilder()
+            builder.preferredAddress = address
+            builder.kernelAlignment = 0x10_0000   // the fuzzer's input: aligning does not overflow
+            Self.expectRefused(builder, containing: "corrupt")
+        }
+    }
+
     @Test func preferredAddressBelowOneMiB() {
         var builder = BzImageBuilder()
         builder.preferredAddress = 0x8000

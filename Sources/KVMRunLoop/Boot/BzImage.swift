@@ -30,10 +30,17 @@ enum BzImage {
         // [load, load + init_size) is what the kernel needs before it reads its memory map.
         let needed = max(UInt64(header.initSize), kernel.length)
         let (kernelEnd, overflow) = load.addingReportingOverflow(needed)
-        guard !overflow, kernelEnd <= ramSize else {
+        // With some headroom for the kernel's own allocations; an address past any RAM gdbvmm can
+        // give (or one that wraps) is a corrupt header, not a matter of -m.
+        let (withHeadroom, headroomOverflow) = kernelEnd.addingReportingOverflow(16 << 20)
+        guard !overflow, !headroomOverflow, withHeadroom <= 1 << 52 else {
+            throw LoadError("the kernel's load address \(hex(load)) with init_size \(hex(header.initSize)) lies beyond "
+                + "any physical address; the setup header is corrupt")
+        }
+        guard kernelEnd <= ramSize else {
             throw LoadError("the kernel needs \(byteCount(needed)) of RAM from its load address \(hex(load)) "
                 + "(init_size \(hex(header.initSize))), up to \(hex(kernelEnd)), but guest RAM is \(byteCount(ramSize)); "
-                + "give more memory with -m (at least -m \(roundedUpMiB(kernelEnd + (16 << 20)))M)")
+                + "give more memory with -m (at least -m \(roundedUpMiB(withHeadroom))M)")
         }
         let gib: UInt64 = 1 << 30
         let directories = ramSize / gib + (ramSize % gib == 0 ? 0 : 1)
