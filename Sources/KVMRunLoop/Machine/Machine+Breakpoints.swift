@@ -3,11 +3,15 @@ extension Machine {
     public enum BreakpointError: Error, Sendable, Equatable { case unmapped, noFreeSlot }
 
     /// Plants 0xCC at the byte `address` maps to. Where nothing is mapped yet (a kernel's text
-    /// before its own page tables exist: `break start_kernel` before boot), a free debug
-    /// register carries the breakpoint instead: it matches the linear address whatever the
-    /// page tables say when the guest gets there, and gdb still sees a software breakpoint.
+    /// before its own page tables exist: `break start_kernel` before boot), the ELF image's
+    /// segments say where it will be (p_vaddr -> p_paddr) and the 0xCC goes there, for any
+    /// number of breakpoints. Where the image does not say either, a free debug register
+    /// carries the breakpoint: it matches the linear address whatever the page tables say when
+    /// the guest gets there, and gdb still sees a software breakpoint.
     public func insertSoftwareBreakpoint(at address: UInt64, vcpu index: Int) throws -> Void {
-        guard let physical = try translate(address, vcpu: index), physical < ram.size else {
+        let mapped = try translate(address, vcpu: index)
+        let physical = mapped ?? (physicalAddressing ? nil : guest.imagePhysical(forVirtual: address))
+        guard let physical, physical < ram.size else {
             if softwareBreakpointSlots.values.contains(address) { return }
             guard let slot = hardwareBreakpoints.firstIndex(where: { $0 == nil }) else { throw BreakpointError.unmapped }
             hardwareBreakpoints[slot] = address

@@ -119,6 +119,9 @@ public final class Machine: @unchecked Sendable {
             (0xF4...0xF4, ISADebugExit()),
             (0xE9...0xE9, DebugConsole(sink: configuration.serial)),
             (0x604...0x605, PowerOff()),
+            (ACPISleepControl.port...ACPISleepControl.statusPort, ACPISleepControl()),
+            (ResetControl.keyboardControllerPort...ResetControl.keyboardControllerPort, ResetControl()),
+            (ResetControl.port...ResetControl.port, ResetControl()),
         ])
         watches = WatchTraps(ram: ram)
         // APs of multiboot/PVH guests start the way real ones do: INIT-SIPI-SIPI through the
@@ -139,6 +142,12 @@ public final class Machine: @unchecked Sendable {
             try? vm.setUpArchitecturalPages()
             if hasIRQChip { try vm.createIRQChip() }
             if isLinux { try vm.createPIT() }
+            if hasIRQChip {
+                // A failed KVM_IRQ_LINE cannot be reported from inside a port access; it only
+                // happens when the irqchip is gone, at teardown.
+                let vm = vm
+                serial.connect { high in try? vm.setIRQLine(Serial16550.irq, high: high) }
+            }
             try vm.setMemoryRegion(slot: 0, guestPhysical: 0, size: ram.size, host: ram.base)
             let cpuid = try kvm.supportedCPUID()
             let emulated = Kvm.emulatesGuestKernelCode
