@@ -92,7 +92,9 @@ struct PlannedSegment {
     var fileOffset: UInt64
     var fileSize: UInt64
     var memorySize: UInt64
-    /// The ELF segment's p_vaddr; nil for images without one (an a.out kludge, a bzImage).
+    /// The ELF segment's p_vaddr, for executable segments (breakpoints go on code; a vmlinux's
+    /// per-CPU segment has p_vaddr 0 and must not claim low addresses); nil for other segments
+    /// and for images without one (an a.out kludge, a bzImage).
     var virtualAddress: UInt64?
 
     var range: Range<UInt64> { physicalAddress..<(physicalAddress + memorySize) }
@@ -106,7 +108,7 @@ struct PlannedSegment {
     init(_ header: ELFProgramHeader) {
         self.init(name: "segment \(header.index)", physicalAddress: header.physicalAddress,
                   fileOffset: header.fileOffset, fileSize: header.fileSize, memorySize: header.memorySize,
-                  virtualAddress: header.virtualAddress)
+                  virtualAddress: header.flags & 1 != 0 ? header.virtualAddress : nil)
     }
 }
 
