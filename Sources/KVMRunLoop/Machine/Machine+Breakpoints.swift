@@ -9,7 +9,8 @@ extension Machine {
     /// carries the breakpoint: it matches the linear address whatever the page tables say when
     /// the guest gets there, and gdb still sees a software breakpoint.
     public func insertSoftwareBreakpoint(at address: UInt64, vcpu index: Int) throws -> Void {
-        let mapped = try translate(address, vcpu: index)
+        // Before paging is on (a PVH entry) every address "maps" to itself, RAM or not.
+        let mapped = try translate(address, vcpu: index).flatMap { $0 < ram.size ? $0 : nil }
         let physical = mapped ?? (physicalAddressing ? nil : guest.imagePhysical(forVirtual: address))
         guard let physical, physical < ram.size else {
             if softwareBreakpointSlots.values.contains(address) { return }
