@@ -1,7 +1,7 @@
 /* highhalf.c: code that only exists at its link address once the guest's own page tables map
  * it, as a kernel's does (start_kernel before the kernel has built its page tables). kmain maps
  * virtual 512 GiB (PML4 entry 1) to physical 4 MiB with one 2 MiB page, then calls late_work
- * there twice, then late_0 ... late_15 once each. A debugger's breakpoints on them, set before
+ * there twice (rewriting late_work's code in between), then late_0 ... late_15 once each. A debugger's breakpoints on them, set before
  * boot, must still hit. Ends with debug-exit `late_calls` + 0x40 (status 0x85 = 133 after the
  * two calls of late_work); `late_steps` counts the others (16). */
 #include "guest.h"
@@ -14,6 +14,13 @@ static uint64_t high_pdpt[512] __attribute__((aligned(4096), section(".bss.paget
 static uint64_t high_pd[512] __attribute__((aligned(4096), section(".bss.pagetables")));
 
 __attribute__((section(".hightext"), noinline)) void late_work(unsigned long n)
+{
+    late_calls += n;
+}
+
+/* The same code again, right after late_work: kmain copies it over late_work between the two
+ * calls, as a kernel patches its own text (alternatives) or a loader copies code in. */
+__attribute__((section(".hightext"), noinline)) void late_work_copy(unsigned long n)
 {
     late_calls += n;
 }
@@ -41,6 +48,11 @@ __attribute__((noreturn)) void kmain(void)
     serial_puts("highhalf: mapped\n");
     void (*late)(unsigned long) = late_work;   /* a 64-bit absolute address */
     late(1);
+    {
+        volatile unsigned char *to = (volatile unsigned char *)late_work;
+        const volatile unsigned char *from = (const volatile unsigned char *)late_work_copy;
+        for (long i = 0; i < (const char *)late_work_copy - (const char *)late_work; i++) to[i] = from[i];
+    }
     late(1);
     for (int i = 0; i < 16; i++) late_steps_in_order[i]();
     serial_puts("highhalf: done\n");

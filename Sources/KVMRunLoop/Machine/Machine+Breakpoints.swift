@@ -24,6 +24,15 @@ extension Machine {
         if breakpoints.insert(virtual: address, physical: physical, original: original) {
             try ram.write([0xCC], at: physical)
         }
+        if mapped == nil { breakpointsSetBeforeMapping.insert(address) }
+        if breakpointsSetBeforeMapping.contains(address) { guardBreakpoint(at: address, physical: physical) }
+    }
+
+    /// Code the guest has not mapped yet is code it may still write (a kernel patching its
+    /// alternatives, a loader copying it in): the page is guarded, so the 0xCC survives.
+    func guardBreakpoint(at address: UInt64, physical: UInt64?) {
+        if let physical { guardedBreakpoints[address] = physical } else { guardedBreakpoints[address] = nil }
+        watches.setGuardedPages(Set(guardedBreakpoints.values.map { $0 >> 12 }))
     }
 
     public func removeSoftwareBreakpoint(at address: UInt64) {
@@ -35,6 +44,7 @@ extension Machine {
         if let (physical, original) = breakpoints.remove(virtual: address) {
             try? ram.write([original], at: physical)
         }
+        if guardedBreakpoints[address] != nil { guardBreakpoint(at: address, physical: nil) }
     }
 
     /// The debug-register slot carries a software breakpoint gdb set at an unmapped address:
@@ -60,6 +70,9 @@ extension Machine {
         for (virtual, _) in breakpoints.all { removeSoftwareBreakpoint(at: virtual) }
         hardwareBreakpoints = [nil, nil, nil, nil]
         softwareBreakpointSlots.removeAll()
+        guardedBreakpoints.removeAll()
+        breakpointsSetBeforeMapping.removeAll()
+        watches.setGuardedPages([])
         try watches.removeAll()
     }
 

@@ -69,6 +69,12 @@ public final class Machine: @unchecked Sendable {
     var hardwareBreakpoints: [UInt64?] = [nil, nil, nil, nil]
     /// Debug-register slots that carry a software breakpoint at an unmapped address.
     var softwareBreakpointSlots: [Int: UInt64] = [:]
+    /// Software breakpoints planted where the image says their code lies, before the guest's
+    /// page tables mapped it (virtual -> physical): their pages are guarded (WatchTraps).
+    var guardedBreakpoints: [UInt64: UInt64] = [:]
+    /// Addresses gdb first set a software breakpoint on before they were mapped: gdb removes
+    /// and re-inserts its breakpoints at every stop, and they stay guarded when it does.
+    var breakpointsSetBeforeMapping: Set<UInt64> = []
     private var resetSregs: [kvm_sregs] = []
     private var resetFPU: [kvm_fpu] = []
     private let supportsBlockIRQ: Bool
