@@ -36,7 +36,14 @@ enum Harness {
         return ok
     }()
 
+    /// gdb from $GDBVMM_TEST_GDB (a path, e.g. the gdb 18 that scripts/newer-debuggers
+    /// installs, so the whole suite runs against it), else the first on PATH.
     static let gdbPath: String? = {
+        if let chosen = ProcessInfo.processInfo.environment["GDBVMM_TEST_GDB"], !chosen.isEmpty {
+            if access(chosen, X_OK) == 0 { return chosen }
+            warn("GDBVMM_TEST_GDB=\(chosen) is not an executable: end-to-end tests that drive gdb are SKIPPED")
+            return nil
+        }
         for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
             let candidate = "\(dir)/gdb"
             if access(candidate, X_OK) == 0 { return candidate }
