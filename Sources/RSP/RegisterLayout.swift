@@ -189,6 +189,21 @@ struct RegisterLayout: Sendable {
     private init(_ architecture: TargetArchitecture, _ extensions: RegisterExtensions, _ registers: [RegisterInfo]) {
         self.architecture = architecture
         self.extensions = extensions
+        // gdb on x86 ignores target.xml groups (i386_register_reggroup_p decides, and puts every
+        // register it does not know in `general`); LLDB makes its register sets from them, so
+        // every register gets one.
+        let registers = registers.map { reg in
+            var reg = reg
+            if reg.group == nil {
+                switch reg.slot {
+                case .st: reg.group = "float"
+                case .xmm, .ymmh, .zmmh, .opmask: reg.group = "vector"
+                case .pkru: reg.group = "system"
+                default: reg.group = "general"
+                }
+            }
+            return reg
+        }
         self.registers = registers
         offsets = registers.reduce(into: [0]) { $0.append($0[$0.count - 1] + $1.byteCount) }
         func number(of slot: RegisterSlot) -> Int {

@@ -60,7 +60,7 @@ public final class Session {
         self.architecture = architecture
         self.layout = RegisterLayout.of(architecture, extensions: extensions)
         self.targetDescription = extensions == .none
-            ? TargetDescription.bytes(for: architecture) : Array(TargetDescription.xml(for: layout).utf8)
+            ? TargetDescription.bytes(for: architecture) : Array(TargetDescription.xml(describing: layout).utf8)
     }
 
     /// Handles bytes from gdb; returns the bytes to send back (acknowledgements and replies).

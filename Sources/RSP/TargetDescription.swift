@@ -23,7 +23,7 @@ enum TargetDescription {
     }
 
     /// The document for a layout, with the guest CPU's extensions.
-    static func xml(for layout: RegisterLayout) -> String { document(for: layout) }
+    static func xml(describing layout: RegisterLayout) -> String { document(for: layout) }
 
     private static let x86_64 = document(for: .x86_64)
     private static let i386 = document(for: .i386)

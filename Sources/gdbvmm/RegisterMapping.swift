@@ -68,26 +68,13 @@ struct CPUState: Equatable {
             if !bytesEqual(sregs, old.sregs) { try vcpu.setSregs(sregs) }
         }
         if parts.contains(.vector) && xsave != old.xsave {
-            try vcpu.setXSave(CPUState.markingWrittenComponents(xsave, old: old.xsave, layout: sources.xsave))
+            try vcpu.setXSave(sources.xsave.markingWrittenComponents(xsave, old: old.xsave))
         }
         if parts.contains(.msrs) {
             let changed = sources.msrs.filter { msrs[$0] != old.msrs[$0] }.map { ($0, msrs[$0] ?? 0) }
             if !changed.isEmpty { try vcpu.setMSRs(changed) }
         }
         if parts.contains(.debug) && !bytesEqual(debugRegs, old.debugRegs) { try vcpu.setDebugRegs(debugRegs) }
-    }
-
-    /// The image with XSTATE_BV (bytes 512-519) marking x87, SSE and every component a write
-    /// changed as present: KVM loads a component whose bit is clear in its initial state.
-    static func markingWrittenComponents(_ image: [UInt8], old: [UInt8], layout: XSaveLayout) -> [UInt8] {
-        var image = image
-        guard image.count >= 520 else { return image }
-        var bits: UInt64 = 0x3
-        for offset in 576..<min(image.count, old.count) where image[offset] != old[offset] {
-            if let component = layout.component(containing: offset) { bits |= 1 << UInt64(component) }
-        }
-        for i in 0..<8 { image[512 + i] |= UInt8(truncatingIfNeeded: bits >> (8 * UInt64(i))) }
-        return image
     }
 
     static func == (a: CPUState, b: CPUState) -> Bool {

@@ -87,6 +87,20 @@ public struct XSaveLayout: Sendable, Equatable {
         components.first { offset >= $0.value.offset && offset < $0.value.offset + $0.value.size }?.key
     }
 
+    /// `image` with XSTATE_BV (bytes 512-519) marking x87, SSE and every component whose bytes
+    /// differ from `old` as present: KVM_SET_XSAVE loads a component whose bit is clear in its
+    /// initial state, which would drop what gdb wrote.
+    public func markingWrittenComponents(_ image: [UInt8], old: [UInt8]) -> [UInt8] {
+        var image = image
+        guard image.count >= 520 else { return image }
+        var bits: UInt64 = 0x3
+        for offset in 576..<min(image.count, old.count) where image[offset] != old[offset] {
+            if let component = component(containing: offset) { bits |= 1 << UInt64(component) }
+        }
+        for i in 0..<8 { image[512 + i] |= UInt8(truncatingIfNeeded: bits >> (8 * UInt64(i))) }
+        return image
+    }
+
     private func range(_ component: Int, at start: Int, count: Int) -> Range<Int>? {
         guard let c = components[component], start + count <= c.size else { return nil }
         return (c.offset + start)..<(c.offset + start + count)
