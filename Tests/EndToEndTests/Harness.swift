@@ -167,13 +167,14 @@ enum Harness {
                       stderr: String(decoding: errData, as: UTF8.self))
     }
 
-    /// Runs gdb in batch mode on `commands` (one per line), with the guest's symbols loaded.
-    static func gdb(_ commands: String, symbols: String, timeout: Double = 120) -> Result {
+    /// Runs gdb (`gdbPath`, or the one given) in batch mode on `commands` (one per line), with
+    /// the guest's symbols loaded.
+    static func gdb(_ commands: String, symbols: String, timeout: Double = 120, using gdb: String? = nil) -> Result {
         let script = FileManager.default.temporaryDirectory
             .appendingPathComponent("gdbvmm-e2e-\(UUID().uuidString).gdb")
         try? ("set pagination off\nset confirm off\n" + commands + "\n").write(to: script, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: script) }
-        return run([gdbPath ?? "gdb", "-nx", "-batch", "-x", script.path, symbols], timeout: timeout)
+        return run([gdb ?? gdbPath ?? "gdb", "-nx", "-batch", "-x", script.path, symbols], timeout: timeout)
     }
 }
 
