@@ -61,9 +61,10 @@ extension Controller: Target {
 
     func writeRegisters(_ registers: X86_64Registers, thread: ThreadID) throws(TargetError) {
         let index = try vcpuIndex(thread)
+        // `registers` came from a read of this stop's state: write back the parts read.
+        guard let cached = registerCache[index] else { throw .message("registers written before they were read") }
         do {
-            // The parts gdb read; `registers` came from them.
-            let old = try cachedRegisters(index, parts: []).state
+            let old = cached.state
             var new = old
             new.update(from: registers)
             registerCache[index] = nil
