@@ -35,6 +35,7 @@ struct CPUState: Equatable {
     var debugRegs = kvm_debugregs()
 
     static let kernelGSBaseMSR: UInt32 = 0xC000_0102
+    static let apicBaseMSR: UInt32 = 0x1B
 
     init(vcpu: VCPU, parts: RegisterParts = .general, sources: RegisterSources = .baseline) throws(SystemError) {
         self.sources = sources
@@ -160,6 +161,8 @@ struct CPUState: Equatable {
         if parts.contains(.msrs) {
             for index in sources.msrs { msrs[index] = r.msrs[index] ?? msrs[index] }
             if msrs[CPUState.kernelGSBaseMSR] != nil { msrs[CPUState.kernelGSBaseMSR] = r.kernelGsBase }
+            // kvm_sregs carries IA32_APIC_BASE too: a later KVM_SET_SREGS must not undo a write.
+            if parts.contains(.general), let base = msrs[CPUState.apicBaseMSR] { sregs.apic_base = base }
         }
         if parts.contains(.debug) && r.debugRegisters.count == 6 {
             let d = r.debugRegisters
