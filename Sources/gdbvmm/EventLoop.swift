@@ -197,7 +197,8 @@ extension Controller {
         running = false
         pauseEverything()
         if finalStatus != nil { return }
-        session = Session(target: self, initialStop: stopForNewSession(), architecture: architecture)
+        session = Session(target: self, initialStop: stopForNewSession(), architecture: architecture,
+                          extensions: registerSources.extensions)
     }
 
     private func feed(_ bytes: [UInt8]) {

@@ -215,17 +215,19 @@ struct GDBSessionTests {
         let o = try debugSession("demo-elf64", """
             break compute
             continue
-            maint packet P3c=0100000000000000
-            maint packet p3c
-            maint packet P41=0000000000000000
-            maint packet p41
+            maint packet P3b=0100000000000000
+            maint packet p3b
+            maint packet P40=0000000000000000
+            maint packet p40
             stepi
             bt 1
             delete
             continue
             """)
-        expectInOrder(o.gdb.output, ["Breakpoint 1, compute", "received: \"E01\"", "received: \"3300058000000000\"",
-                                     "received: \"E01\"", "received: \"0005000000000000\"",
+        // cr0 is register 59, efer 64; a refusal names the register and the value.
+        expectInOrder(o.gdb.output, ["Breakpoint 1, compute", "received: \"E.cr0: the CPU refused 0x1 (KVM_SET_SREGS",
+                                     "received: \"3300058000000000\"",
+                                     "received: \"E.efer: the CPU refused 0x0 (KVM_SET_SREGS", "received: \"0005000000000000\"",
                                      "in compute (n=5)", "exited with code 041"])
         #expect(o.vmmStatus == 33)
     }
