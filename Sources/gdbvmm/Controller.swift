@@ -29,6 +29,8 @@ final class Controller {
     var registerCache: [Int: CachedRegisters] = [:]
     /// Standard input feeds the guest's serial port while it is the console (until its end).
     var consoleInput: Int32?
+    /// QEMU's single-step flags (`Qqemu.sstep`): QEMU's default, ENABLE | NOIRQ.
+    var qemuStepFlags: UInt32 = QEMUStepFlags.enable | QEMUStepFlags.noIRQ
 
     /// The guest's console, for `monitor info exits` (bytes dropped when its reader lags).
     let console: BufferedSink?
