@@ -31,6 +31,8 @@ final class Controller {
     var consoleInput: Int32?
     /// QEMU's single-step flags (`Qqemu.sstep`): QEMU's default, ENABLE | NOIRQ.
     var qemuStepFlags: UInt32 = QEMUStepFlags.enable | QEMUStepFlags.noIRQ
+    /// The `monitor xp` format and unit size, remembered between commands as QEMU does.
+    var dumpFormat = DumpFormat()
 
     /// The guest's console, for `monitor info exits` (bytes dropped when its reader lags).
     let console: BufferedSink?

@@ -63,6 +63,8 @@ public final class Machine: @unchecked Sendable {
     public var stepsBlockInterrupts = true
     /// KVM can hold interrupts off during a single step.
     public var canBlockInterruptsWhileStepping: Bool { supportsBlockIRQ }
+    /// The port I/O devices and the ports each claims.
+    public var portClaims: [(ports: ClosedRange<UInt16>, device: String)] { bus.claims }
 
     let kvm: Kvm
     let vm: VirtualMachine
