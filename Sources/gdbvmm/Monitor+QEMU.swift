@@ -63,8 +63,11 @@ extension Controller {
 
     /// `gva2gpa ADDR`: through the current vCPU's page tables, whatever `phys` says.
     func qemuGva2gpa(_ args: [String]) -> String {
-        guard let first = args.first else { return qemuSyntaxError("unexpected end of expression", command: "gva2gpa") }
-        guard let address = qemuNumber(first) else { return qemuSyntaxError(qemuBadChar(first), command: "gva2gpa") }
+        let address: UInt64
+        switch qemuExpression(args, command: "gva2gpa") {
+        case .success(let value): address = value
+        case .failure(let error): return error.text
+        }
         guard let paging = machine.parkedRegisters(currentVCPU)?.paging else { return "No CPU available\n" }
         guard let t = PageWalker.translate(address, paging: paging, memory: machine.ram) else { return "Unmapped\n" }
         return "gpa: 0x\(String(t.physical, radix: 16))\n"
@@ -100,11 +103,15 @@ extension Controller {
             size = newSize ?? size
             dumpFormat = DumpFormat(format: format, size: size)
         }
-        guard let addressText = rest.first else { return qemuSyntaxError("unexpected end of expression", command: "xp") }
-        guard let address = qemuNumber(addressText) else { return qemuSyntaxError(qemuBadChar(addressText), command: "xp") }
-        if rest.count > 1 {
-            guard let n = qemuNumber(rest[1]) else { return qemuSyntaxError(qemuBadChar(rest[1]), command: "xp") }
+        // gdbvmm's own form, `xp ADDR N`: a count after the address.
+        if rest.count == 2, let n = qemuNumber(rest[1]) {
             count = Int(clamping: n)
+            rest.removeLast()
+        }
+        let address: UInt64
+        switch qemuExpression(rest, command: "xp") {
+        case .success(let value): address = value
+        case .failure(let error): return error.text
         }
         count = min(max(count, 0), 65536)
         let width = format == "c" ? 1 : size
@@ -168,11 +175,77 @@ extension Controller {
         return UInt64(text)
     }
 
-    private func qemuBadChar(_ text: String) -> String {
-        let hexDigits = text.hasPrefix("0x") || text.hasPrefix("0X")
-        let body = hexDigits ? text.dropFirst(2) : Substring(text)
-        let bad = body.first(where: { hexDigits ? !$0.isHexDigit : !$0.isNumber }) ?? text.first ?? "?"
-        return "invalid char '\(bad)' in expression"
+    struct MonitorError: Error {
+        var text: String
+    }
+
+    /// An address argument as QEMU's monitor evaluates it: numbers (0x hex, 0 octal, decimal)
+    /// and `$reg` of the current vCPU (QEMU's names: eax..edi, r8..r15, eflags, eip, pc, sp,
+    /// fp, cs..gs, cs.base, cs.limit, ...) joined by + and -.
+    func qemuExpression(_ words: [String], command: String) -> Result<UInt64, MonitorError> {
+        let text = words.joined(separator: " ")
+        var rest = Substring(text)
+        func fail(_ message: String) -> Result<UInt64, MonitorError> { .failure(MonitorError(text: qemuSyntaxError(message, command: command))) }
+        func skipSpaces() { rest = rest.drop(while: { $0 == " " }) }
+        var total: UInt64 = 0
+        var negate = false
+        while true {
+            skipSpaces()
+            guard let c = rest.first else { return fail("unexpected end of expression") }
+            var term: UInt64
+            if c == "$" {
+                let name = rest.dropFirst().prefix(while: { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." })
+                rest = rest.dropFirst(1 + name.count)
+                guard let value = monitorRegister(String(name)) else { return fail("unknown register") }
+                term = value
+            } else if c.isASCII, c.isNumber {
+                var digits: Substring
+                var radix = 10
+                if rest.hasPrefix("0x") || rest.hasPrefix("0X"), let d = rest.dropFirst(2).first, d.isHexDigit {
+                    digits = rest.dropFirst(2).prefix(while: { $0.isHexDigit })
+                    rest = rest.dropFirst(2 + digits.count)
+                    radix = 16
+                } else if rest.hasPrefix("0") {
+                    digits = rest.prefix(while: { ("0"..."7").contains($0) })
+                    rest = rest.dropFirst(digits.count)
+                    radix = 8
+                } else {
+                    digits = rest.prefix(while: { $0.isASCII && $0.isNumber })
+                    rest = rest.dropFirst(digits.count)
+                }
+                guard let value = UInt64(digits, radix: radix) else { return fail("number too large") }
+                term = value
+            } else {
+                return fail("invalid char '\(c)' in expression")
+            }
+            if negate { term = 0 &- term }
+            total &+= term
+            skipSpaces()
+            guard let op = rest.first else { return .success(total) }
+            guard op == "+" || op == "-" else {
+                return .failure(MonitorError(text: qemuSyntaxError("\(command): extraneous characters at the end of line", command: command)))
+            }
+            negate = op == "-"
+            rest = rest.dropFirst()
+        }
+    }
+
+    /// QEMU's monitor register names (target/i386/monitor.c monitor_defs) on the current vCPU.
+    private func monitorRegister(_ name: String) -> UInt64? {
+        guard let p = machine.parkedRegisters(currentVCPU) else { return nil }
+        let r = p.regs, s = p.sregs
+        let segments = [("cs", s.cs), ("ds", s.ds), ("es", s.es), ("ss", s.ss), ("fs", s.fs), ("gs", s.gs)]
+        for (segment, value) in segments {
+            if name == segment { return UInt64(value.selector) }
+            if name == segment + ".base" { return value.base }
+            if name == segment + ".limit" { return UInt64(value.limit) }
+        }
+        let values: [String: UInt64] = [
+            "eax": r.rax, "ecx": r.rcx, "edx": r.rdx, "ebx": r.rbx, "esp": r.rsp, "sp": r.rsp, "ebp": r.rbp, "fp": r.rbp,
+            "esi": r.rsi, "edi": r.rdi, "r8": r.r8, "r9": r.r9, "r10": r.r10, "r11": r.r11, "r12": r.r12, "r13": r.r13,
+            "r14": r.r14, "r15": r.r15, "eflags": r.rflags, "eip": r.rip, "pc": r.rip &+ s.cs.base,
+        ]
+        return values[name]
     }
 
     private func qemuSyntaxError(_ message: String, command: String) -> String {
