@@ -75,9 +75,10 @@ struct IDETests {
     }
 
     /// CLion's "Remote Debug" configuration ('target remote' args, symbol file). CLion's gdb
-    /// driver is not open source: these are the MI commands of its remote-debug flow as its
-    /// debug log shows them (settings, symbols, target select, breakpoints, frames, variables,
-    /// registers and memory views), not a byte-exact capture.
+    /// driver is not open source and no log of it was at hand: this is a reconstruction of its
+    /// remote-debug flow from the configuration's fields and what its views need (settings,
+    /// symbols, target select, breakpoints, frames, variables, registers, memory), not a
+    /// capture.
     @Test("CLion remote debug (Remote Debug / Embedded GDB Server)")
     func clion() throws {
         let (vmm, mi) = try start()
