@@ -74,7 +74,7 @@ struct MonitorAndSessionTests {
             break compute
             continue
             monitor system_reset
-            monitor xp 0x100120 4
+            monitor xp /4xb 0x100120
             maint packet m100120,4
             maintenance flush register-cache
             print $pc
@@ -87,7 +87,7 @@ struct MonitorAndSessionTests {
                                      "received: \"8b45fc89\"", "<_start>", "Breakpoint 1, compute", "#0  compute",
                                      "exited with code 041"])
         // Physical memory holds the int3 again; the `m` reply shows the reloaded original byte.
-        expectInOrder(o.gdb.stderr, ["back at its entry point", "0x0000000000100120: 0xcc 0x45 0xfc 0x89"])
+        expectInOrder(o.gdb.stderr, ["back at its entry point", "0000000000100120: 0xcc 0x45 0xfc 0x89"])
         #expect(o.vmmStatus == 33)
     }
 
