@@ -114,7 +114,13 @@ extension Session {
             // instead of killing it, as with QEMU.
             return [[UInt8(ascii: "1")]]
         case .offsets:
-            return [Array("Text=0;Data=0;Bss=0".utf8)]
+            // QEMU's system emulator answers nothing here, and pwndbg and GEF take a `Text=`
+            // reply for QEMU's user-mode emulator (a process, not a machine).
+            return [Reply.empty]
+        case .qemu(let command):
+            return handleQEMU(command)
+        case .serverVersion:
+            return serverVersionReply()
         case .symbolLookup:
             return [Reply.ok]
         case .traceStatus, .mustReplyEmpty, .unknown:

@@ -14,12 +14,7 @@ extension Controller: Target {
 
     func threadExtraInfo(_ thread: ThreadID) -> String {
         guard thread >= 1, thread <= machine.vcpuCount else { return "" }
-        switch machine.status[thread - 1] {
-        case .runnable: return "running"
-        case .halted: return "halted"
-        case .waitingForSIPI: return "waiting for SIPI"
-        case .crashed(let crash): return "crashed: \(crash)"
-        }
+        return qemuThreadExtraInfo(thread - 1)
     }
 
     func readRegisters(thread: ThreadID) throws(TargetError) -> X86_64Registers {
@@ -136,7 +131,8 @@ extension Controller: Target {
             let index = try vcpuIndex(thread)
             switch action {
             case .continue: modes[index] = .run
-            case .step: modes[index] = .step
+            // QEMU's `Qqemu.sstep` without ENABLE: a step runs the guest on.
+            case .step: modes[index] = stepFlags & QEMUStepFlags.enable != 0 ? .step : .run
             case .stop: break
             }
         }

@@ -135,7 +135,7 @@ struct GDBSessionTests {
             set breakpoint always-inserted on
             break compute
             maint packet m100120,4
-            monitor xp 0x100120 4
+            monitor xp /4xb 0x100120
             hbreak square
             hbreak add
             hbreak spin
@@ -147,7 +147,7 @@ struct GDBSessionTests {
         // physical memory really holds the 0xcc.
         expectInOrder(o.gdb.output, ["Breakpoint 1 at 0x100120", "received: \"8b45fc89\"",
                                      "Hardware assisted breakpoint 6", "Cannot insert hardware breakpoint 6"])
-        #expect(o.gdb.output.contains("0x0000000000100120: 0xcc 0x45 0xfc 0x89"))
+        #expect(o.gdb.output.contains("0000000000100120: 0xcc 0x45 0xfc 0x89"))
         // gdb's batch error detaches: the guest runs on to its end.
         #expect(o.vmmStatus == 33)
     }
