@@ -114,7 +114,6 @@ struct LinuxKernelTests {
         #expect(text.contains("ACPI: APIC 0x"))
         #expect(text.contains("IOAPIC[0]: apic_id 2, version 17, address 0xfec00000"))
         #expect(text.contains("ACPI: Using ACPI (MADT) for SMP configuration information"))
-        #expect(text.contains("ACPI: Using IOAPIC for interrupt routing"))
         #expect(text.contains(up), "serial: \(text.suffix(2000))")
         let gdb = Harness.gdb("""
             target remote \(vmm.gdbTarget)
