@@ -5,22 +5,8 @@
  * run it with --cpus 2 or more, so that gdbvmm gives it the in-kernel irqchip. Prints what it
  * received and exits with v = the line's length. */
 #include "guest.h"
+#include "idt.h"
 #include "serial.h"
-
-struct idt_gate {
-    uint16_t offset_low;
-    uint16_t selector;
-    uint8_t ist;
-    uint8_t type_attr;
-    uint16_t offset_mid;
-    uint32_t offset_high;
-    uint32_t reserved;
-} __attribute__((packed));
-
-struct idt_pointer {
-    uint16_t limit;
-    uint64_t base;
-} __attribute__((packed));
 
 #define APIC_BASE 0xFEE00000UL
 #define IOAPIC_BASE 0xFEC00000UL
@@ -70,14 +56,8 @@ static void map_mmio(void)
 
 static void install_idt(void)
 {
-    uint64_t handler = (uint64_t)tick_entry;
-    idt[SERIAL_VECTOR].offset_low = (uint16_t)handler;
-    idt[SERIAL_VECTOR].selector = 0x08;
-    idt[SERIAL_VECTOR].type_attr = 0x8E;   /* present, DPL 0, 64-bit interrupt gate */
-    idt[SERIAL_VECTOR].offset_mid = (uint16_t)(handler >> 16);
-    idt[SERIAL_VECTOR].offset_high = (uint32_t)(handler >> 32);
-    struct idt_pointer pointer = { sizeof(idt) - 1, (uint64_t)idt };
-    __asm__ volatile("lidt %0" : : "m"(pointer));
+    idt_set_gate(idt, SERIAL_VECTOR, tick_entry, IDT_INTERRUPT_GATE);
+    idt_load(idt, 256);
 }
 
 __attribute__((noreturn)) void kmain(void)

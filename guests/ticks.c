@@ -6,22 +6,8 @@
  * interrupts; the main loop spins in `tick_loop` until 20 have arrived, then the guest exits
  * with v = 0x10 (status 33). */
 #include "guest.h"
+#include "idt.h"
 #include "serial.h"
-
-struct idt_gate {
-    uint16_t offset_low;
-    uint16_t selector;
-    uint8_t ist;
-    uint8_t type_attr;
-    uint16_t offset_mid;
-    uint32_t offset_high;
-    uint32_t reserved;
-} __attribute__((packed));
-
-struct idt_pointer {
-    uint16_t limit;
-    uint64_t base;
-} __attribute__((packed));
 
 #define APIC_BASE 0xFEE00000UL
 #define TICK_VECTOR 0x20
@@ -57,14 +43,8 @@ static void map_apic(void)
 
 static void install_idt(void)
 {
-    uint64_t handler = (uint64_t)tick_entry;
-    idt[TICK_VECTOR].offset_low = (uint16_t)handler;
-    idt[TICK_VECTOR].selector = 0x08;
-    idt[TICK_VECTOR].type_attr = 0x8E;   /* present, DPL 0, 64-bit interrupt gate */
-    idt[TICK_VECTOR].offset_mid = (uint16_t)(handler >> 16);
-    idt[TICK_VECTOR].offset_high = (uint32_t)(handler >> 32);
-    struct idt_pointer pointer = { sizeof(idt) - 1, (uint64_t)idt };
-    __asm__ volatile("lidt %0" : : "m"(pointer));
+    idt_set_gate(idt, TICK_VECTOR, tick_entry, IDT_INTERRUPT_GATE);
+    idt_load(idt, 256);
 }
 
 void tick_loop(void)
