@@ -1,32 +1,11 @@
-/* ticks-entry.S: the timer interrupt handler of the ticks guest: keep the caller-saved
- * registers, count in C (which also sends the EOI), return with iretq. */
+/* ticks-entry.S: the timer interrupt handler of the ticks guest (and the serial interrupt
+ * handler of the serialirq guest): keep the caller-saved registers, count in C (which also
+ * sends the EOI), return with iretq. */
+#include "interrupt-entry.h"
     .cfi_sections .debug_frame
 
     .text
     .code64
-    .globl tick_entry
-    .type tick_entry, @function
-tick_entry:
-    push %rax
-    push %rcx
-    push %rdx
-    push %rsi
-    push %rdi
-    push %r8
-    push %r9
-    push %r10
-    push %r11
-    call on_tick
-    pop %r11
-    pop %r10
-    pop %r9
-    pop %r8
-    pop %rdi
-    pop %rsi
-    pop %rdx
-    pop %rcx
-    pop %rax
-    iretq
-    .size tick_entry, . - tick_entry
+    INTERRUPT_ENTRY tick_entry, on_tick
 
     .section .note.GNU-stack, "", @progbits
