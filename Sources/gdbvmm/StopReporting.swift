@@ -6,6 +6,8 @@ import RSP
 extension Controller {
     func handleStops() {
         let records = machine.stops.drain()
+        // Before any stop reply: dprintf text printed before the stop.
+        forwardAgentOutput()
         if records.isEmpty { return }
         guard let session, session.isRunning else {
             for (vcpu, stop) in records { absorbWhileDetached(vcpu: vcpu, stop: stop) }

@@ -7,6 +7,7 @@ extension Machine {
     /// register carries the breakpoint instead: it matches the linear address whatever the
     /// page tables say when the guest gets there, and gdb still sees a software breakpoint.
     public func insertSoftwareBreakpoint(at address: UInt64, vcpu index: Int) throws -> Void {
+        if softwareBreakpointSlots.values.contains(address) { return }
         guard let physical = try translate(address, vcpu: index), physical < ram.size else {
             if softwareBreakpointSlots.values.contains(address) { return }
             guard let slot = hardwareBreakpoints.firstIndex(where: { $0 == nil }) else { throw BreakpointError.unmapped }
@@ -38,7 +39,11 @@ extension Machine {
 
     public func insertHardwareBreakpoint(at address: UInt64) throws(BreakpointError) {
         if let slot = hardwareBreakpoints.firstIndex(of: address), softwareBreakpointSlots[slot] == nil { return }
-        guard let slot = hardwareBreakpoints.firstIndex(where: { $0 == nil }) else { throw .noFreeSlot }
+        // gdb's hardware breakpoints come first: a software one a debug register carries for
+        // speed goes back to an int3.
+        guard let slot = hardwareBreakpoints.firstIndex(where: { $0 == nil }) ?? slotFreedByPlanting(vcpu: 0) else {
+            throw .noFreeSlot
+        }
         hardwareBreakpoints[slot] = address
     }
 
@@ -55,7 +60,77 @@ extension Machine {
         for (virtual, _) in breakpoints.all { removeSoftwareBreakpoint(at: virtual) }
         hardwareBreakpoints = [nil, nil, nil, nil]
         softwareBreakpointSlots.removeAll()
+        breakpoints.removeAllAgents()
         try watches.removeAll()
+    }
+
+    // MARK: agents, and the debug registers that carry software breakpoints
+
+    /// Lets the vCPUs decide the hits of gdb's breakpoint at `address` (a condition, dprintf
+    /// commands); nil makes it a plain breakpoint again. Called after every software or hardware
+    /// breakpoint gdb inserts or removes, so that free debug registers carry software
+    /// breakpoints (BreakpointAgent.swift: a hit there costs a #DB exit, not an emulation
+    /// failure, and a false condition is stepped past on the vCPU's own thread).
+    public func setBreakpointAgent(_ agent: (any BreakpointAgent)?, at address: UInt64, vcpu index: Int) {
+        breakpoints.wakeOnOutput(stops.eventFD)
+        breakpoints.setAgent(agent, atLinear: address)
+        assignBreakpointSlots(vcpu: index)
+    }
+
+    /// Console text the agents printed since the last call (dprintf), for gdb.
+    public func takeAgentOutput() -> [UInt8] { breakpoints.takeOutput() }
+
+    /// Whether a debug register carries gdb's software breakpoint at `address` (for tests and
+    /// `monitor` output).
+    public func debugRegisterCarries(softwareBreakpointAt address: UInt64) -> Bool {
+        softwareBreakpointSlots.values.contains(address)
+    }
+
+    /// Free debug registers take planted software breakpoints, those with agents first; an agent
+    /// still on an int3 takes the slot of a plain one.
+    func assignBreakpointSlots(vcpu index: Int) {
+        let agents = Set(breakpoints.agentAddresses)
+        let planted = breakpoints.all.map(\.virtual).sorted { agents.contains($0) && !agents.contains($1) }
+        for virtual in planted {
+            guard !hardwareBreakpoints.contains(virtual) else { continue }
+            let slot: Int
+            if let free = hardwareBreakpoints.firstIndex(where: { $0 == nil }) {
+                slot = free
+            } else if agents.contains(virtual), let plain = softwareBreakpointSlots.first(where: { !agents.contains($0.value) })?.key,
+                      plantInt3(softwareBreakpointSlots[plain]!, vcpu: index) {
+                softwareBreakpointSlots[plain] = nil
+                hardwareBreakpoints[plain] = nil
+                slot = plain
+            } else {
+                break
+            }
+            if let (physical, original) = breakpoints.remove(virtual: virtual) { try? ram.write([original], at: physical) }
+            hardwareBreakpoints[slot] = virtual
+            softwareBreakpointSlots[slot] = virtual
+        }
+    }
+
+    /// Gives a debug register back by planting the software breakpoint it carried (a plain one
+    /// first) as an int3; nil if none can be (all unmapped).
+    private func slotFreedByPlanting(vcpu index: Int) -> Int? {
+        let agents = Set(breakpoints.agentAddresses)
+        let carried = softwareBreakpointSlots.sorted { !agents.contains($0.value) && agents.contains($1.value) }
+        for (slot, address) in carried where plantInt3(address, vcpu: index) {
+            softwareBreakpointSlots[slot] = nil
+            hardwareBreakpoints[slot] = nil
+            return slot
+        }
+        return nil
+    }
+
+    /// Plants 0xCC for the software breakpoint at `address`; false where nothing is mapped.
+    private func plantInt3(_ address: UInt64, vcpu index: Int) -> Bool {
+        guard let physical = try? translate(address, vcpu: index), physical < ram.size,
+              let original = try? ram.read(at: physical, count: 1)[0] else { return false }
+        if breakpoints.insert(virtual: address, physical: physical, original: original) {
+            try? ram.write([0xCC], at: physical)
+        }
+        return true
     }
 
     // MARK: watchpoints
