@@ -185,6 +185,12 @@ extension AgentExpression {
                 cursor &+= UInt64(chunk)
                 continue
             }
+            // Part of the chunk is unreadable: the string ends at its NUL or where reading fails.
+            for _ in 0..<chunk {
+                guard let byte = context.readMemory(cursor, count: 1)?.first, byte != 0 else { return out }
+                out.append(byte)
+                cursor &+= 1
+            }
             return out
         }
         return out
