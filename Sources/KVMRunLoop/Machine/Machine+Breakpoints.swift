@@ -86,6 +86,45 @@ extension Machine {
         softwareBreakpointSlots.values.contains(address)
     }
 
+    /// For a vCPU parked at a software-breakpoint stop on an int3 (no debug register was free):
+    /// whether the breakpoint's agent says run on. Decided here, on the controller's thread,
+    /// because stepping past an int3 means lifting it from memory every vCPU shares.
+    public func agentRunsOnAtInt3(vcpu index: Int) -> Bool {
+        guard breakpoints.hasAgents, let r = parkedRegisters(index),
+              let agent = breakpoints.agent(atLinear: r.linearPC) else { return false }
+        var output: [UInt8] = []
+        let stops = agent.decide(BreakpointFrame(regs: r.regs, sregs: r.sregs, ram: ram, breakpoints: breakpoints),
+                                 output: &output)
+        if !output.isEmpty { breakpoints.queueOutput(output) }
+        return !stops
+    }
+
+    /// Steps vCPU `index` past the int3 it sits on, with every vCPU parked so that none can run
+    /// through the lifted byte unseen; the int3 is back before anything else runs. Returns how
+    /// the step ended (`.stepped`, or a stop it ran into such as a watch hit).
+    public func stepPastInt3(_ index: Int) throws(SystemError) -> VCPUStop {
+        precondition(allParked, "an int3 is lifted only while every vCPU is parked")
+        var lifted: (physical: UInt64, original: UInt8)?
+        if let r = parkedRegisters(index), let t = PageWalker.translate(r.linearPC, paging: r.paging, memory: ram),
+           let original = breakpoints.original(atPhysical: t.physical) {
+            try? ram.write([original], at: t.physical)
+            lifted = (t.physical, original)
+        }
+        var plan = debugSetup()
+        plan.mode = .step
+        threads[index].resume(plan)
+        threads[index].waitUntilParked()
+        let stop = stops.take(vcpu: index) ?? .stepped
+        if let lifted, breakpoints.contains(physical: lifted.physical) {
+            // The stepped instruction may have written that byte itself: it is then the new original.
+            if let now = try? ram.read(at: lifted.physical, count: 1).first, now != lifted.original {
+                breakpoints.updateOriginal(atPhysical: lifted.physical, to: now)
+            }
+            try? ram.write([0xCC], at: lifted.physical)
+        }
+        return stop
+    }
+
     /// Free debug registers take planted software breakpoints, those with agents first; an agent
     /// still on an int3 takes the slot of a plain one.
     func assignBreakpointSlots(vcpu index: Int) {
