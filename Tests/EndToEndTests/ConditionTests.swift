@@ -127,6 +127,21 @@ struct ConditionTests {
         #expect(o.vmmStatus == 33)
     }
 
+    @Test("with every debug register taken by hbreaks, dprintf still prints and runs on")
+    func dprintfOnAnInt3() throws {
+        let o = try debugSession("conditions", """
+            set breakpoint always-inserted on
+            hbreak *0x1
+            hbreak *0x2
+            hbreak *0x3
+            hbreak *0x4
+            """ + "\n" + Self.dprintfScript)
+        expectInOrder(o.gdb.stdout, ["Dprintf 5 at", "exited with code 041"])
+        #expect(o.gdb.stderr.contains(Self.dprintfText), "\(o.gdb.stderr)")
+        #expect(!o.gdb.stdout.contains("report (a="))
+        #expect(o.vmmStatus == 33)
+    }
+
     @Test("hbreaks gdb asks for take the debug register a conditional breakpoint had")
     func hardwareBreakpointsTakePrecedence() throws {
         let o = try debugSession("conditions", """
@@ -147,6 +162,23 @@ struct ConditionTests {
                                      "exited with code 041"])
         #expect(!o.gdb.output.contains("Cannot insert"))
         #expect(o.vmmStatus == 33)
+    }
+
+    @Test("two vCPUs: one vCPU's false hits run on while the other's true hit stops everything")
+    func severalVCPUs() throws {
+        let o = try debugSession("smp", """
+            break cpu_work if cpu == 1 && ticks[1] == 300
+            continue
+            print ticks[1]
+            print cpu
+            print ticks[0] > 0
+            delete
+            set var stop_all = 1
+            continue
+            """, vmmArguments: ["--cpus", "2"])
+        expectInOrder(o.gdb.stdout, ["Thread 2 \"vCPU 1\" hit Breakpoint 1, cpu_work (cpu=1)", "$1 = 300", "$2 = 1",
+                                     "$3 = 1", "exited with code 05"])
+        #expect(o.vmmStatus == 5, "stderr: \(o.vmmStderr)")
     }
 
     @Test("Ctrl-C while a never-true condition is hit over and over")
