@@ -128,6 +128,9 @@ extension Machine {
     /// Free debug registers take planted software breakpoints, those with agents first; an agent
     /// still on an int3 takes the slot of a plain one.
     func assignBreakpointSlots(vcpu index: Int) {
+        // With `monitor phys on` gdb's addresses are physical, which a debug register (it
+        // matches linear addresses) cannot carry.
+        guard !physicalAddressing else { return }
         let agents = Set(breakpoints.agentAddresses)
         let planted = breakpoints.all.map(\.virtual).sorted { agents.contains($0) && !agents.contains($1) }
         for virtual in planted {
