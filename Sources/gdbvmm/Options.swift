@@ -64,7 +64,10 @@ let usage = """
 
     exit status:
       (v << 1) | 1   the guest wrote v to the debug-exit port 0xF4 (QEMU's isa-debug-exit)
-      0              the guest powered off (port 0x604), every vCPU halted, or gdb killed it
+      0              the guest powered off (ACPI, or port 0x604), every vCPU halted, or gdb
+                     killed it
+      6              the guest reset the machine (reboot: ACPI reset register 0xCF9, or 0xFE
+                     to port 0x64)
       2              bad usage, an unreadable or invalid image, or /dev/kvm missing/inaccessible
       4              the guest crashed (triple fault, emulation failure, failed entry); the vCPU
                      registers are printed to stderr

@@ -29,6 +29,64 @@ struct LinuxKernelTests {
         #expect(status == 0, "stderr: \(vmm.stderrText)")
     }
 
+    /// Functions Debian's 6.1 cloud kernel runs once each within its first minute of boot here
+    /// (start_kernel and what it calls, setup_arch's among them). Each is set before the first
+    /// instruction, when none is mapped.
+    static let bootPath = ["start_kernel", "setup_arch", "e820__memory_setup", "setup_command_line",
+                           "setup_per_cpu_areas", "build_all_zonelists", "page_alloc_init", "jump_label_init",
+                           "setup_log_buf", "vfs_caches_init_early", "sort_main_extable", "trap_init",
+                           "mm_init", "ftrace_init", "early_trace_init", "sched_init"]
+
+    @Test("16 breakpoints set before boot all hit; watch max_pfn sees its first write; finish from memblock_alloc_try_nid returns a pointer; Ctrl-C stops in the kernel")
+    func sixteenBreakpointsWatchFinishInterrupt() throws {
+        guard let vmlinux = DebianKernel.debugVmlinux else { return }
+        let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", "-m", "512M", "--cmdline", "console=ttyS0 nokaslr", vmlinux])
+        let breaks = Self.bootPath.map { "break \($0)" }.joined(separator: "\n")
+        let gdb = Harness.gdb("""
+            target remote \(vmm.gdbTarget)
+            \(breaks)
+            python
+            hits = []
+            for i in range(\(Self.bootPath.count)):
+                gdb.execute("continue", to_string=True)
+                hits.append(gdb.selected_frame().name())
+            print("HITS " + " ".join(hits))
+            end
+            delete
+            break start_kernel
+            monitor system_reset
+            continue
+            watch max_pfn
+            continue
+            delete
+            break memblock_alloc_try_nid
+            continue
+            finish
+            delete
+            python
+            import threading
+            threading.Timer(3.0, lambda: gdb.post_event(lambda: gdb.execute("interrupt"))).start()
+            end
+            continue
+            python
+            f = gdb.selected_frame()
+            print("STOPPED-IN %s pc=%#x" % (f.name(), f.pc()))
+            end
+            monitor quit
+            """, symbols: vmlinux, timeout: 600)
+        let status = vmm.wait(timeout: 60)
+        let hits = gdb.output.split(separator: "\n").first { $0.hasPrefix("HITS ") }.map { $0.dropFirst(5).split(separator: " ").map(String.init) }
+        #expect(hits.map(Set.init) == Set(Self.bootPath) && hits?.count == Self.bootPath.count, "gdb output: \(gdb.output.suffix(3000))")
+        #expect(hits?.first == "start_kernel")
+        #expect(!gdb.output.contains("Cannot insert breakpoint"), "gdb output: \(gdb.output.suffix(3000))")
+        expectInOrder(gdb.output, ["Breakpoint 17, start_kernel", "atchpoint 18: max_pfn", "Old value = 0", "New value = ",
+                                   "Breakpoint 19, memblock_alloc_try_nid", "Run till exit from",
+                                   "Value returned is $", "(void *) 0xffff", "STOPPED-IN "])
+        let stopped = gdb.output.split(separator: "\n").first { $0.hasPrefix("STOPPED-IN ") } ?? ""
+        #expect(stopped.contains("pc=0xffffffff8") && !stopped.contains("STOPPED-IN None"), "\(stopped)")
+        #expect(status == 0, "stderr: \(vmm.stderrText)")
+    }
+
     /// The kernel's own log says what it found: the ACPI tables gdbvmm wrote, both vCPUs in the
     /// MADT, the IOAPIC. (Lines are matched without their timestamps.)
     @Test("2 vCPUs: Linux finds the ACPI tables, both CPUs and the IOAPIC")

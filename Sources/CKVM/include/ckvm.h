@@ -26,6 +26,8 @@ extern const unsigned long CKVM_SET_TSS_ADDR;
 extern const unsigned long CKVM_SET_IDENTITY_MAP_ADDR;
 extern const unsigned long CKVM_CREATE_IRQCHIP;
 extern const unsigned long CKVM_CREATE_PIT2;
+extern const unsigned long CKVM_IRQ_LINE;
+extern const unsigned long CKVM_KVMCLOCK_CTRL;
 // vCPU ioctls.
 extern const unsigned long CKVM_RUN;
 extern const unsigned long CKVM_GET_REGS;

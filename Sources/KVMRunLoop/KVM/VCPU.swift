@@ -281,6 +281,10 @@ public final class VCPU: VCPUBackend, @unchecked Sendable {
         try sys("KVM_SET_CPUID2") { ckvm_ioctl_ptr(fd, CKVM_SET_CPUID2, buffer) }
     }
 
+    public func notifyGuestPaused() throws(SystemError) {
+        try sys("KVM_KVMCLOCK_CTRL") { ckvm_ioctl_int(fd, CKVM_KVMCLOCK_CTRL, 0) }
+    }
+
     /// KVM_SET_GUEST_DEBUG, skipped when nothing changed: each ioctl costs microseconds here.
     public func setGuestDebug(flags: UInt32, debugRegs: [UInt64]) throws(SystemError) {
         if flags == guestDebugFlags && debugRegs == guestDebugRegs { return }
