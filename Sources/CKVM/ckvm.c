@@ -46,6 +46,7 @@ const unsigned long CKVM_SET_FPU = KVM_SET_FPU;
 const unsigned long CKVM_GET_MSRS = KVM_GET_MSRS;
 const unsigned long CKVM_SET_MSRS = KVM_SET_MSRS;
 const unsigned long CKVM_SET_CPUID2 = KVM_SET_CPUID2;
+const unsigned long CKVM_GET_CPUID2 = KVM_GET_CPUID2;
 const unsigned long CKVM_SET_GUEST_DEBUG = KVM_SET_GUEST_DEBUG;
 const unsigned long CKVM_GET_DEBUGREGS = KVM_GET_DEBUGREGS;
 const unsigned long CKVM_SET_DEBUGREGS = KVM_SET_DEBUGREGS;

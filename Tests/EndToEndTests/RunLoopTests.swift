@@ -8,6 +8,14 @@ import Testing
 struct RunLoopTests {
     /// stepi from at_X must land on after_X: one instruction, even where the host's single-step
     /// would run two (port output on nested KVM), and the output bytes appear exactly once.
+    @Test("the UART's receive interrupt reaches a guest through the IOAPIC: a line typed on stdin arrives by IRQ 4 alone")
+    func serialReceiveInterrupt() {
+        let r = Harness.run([Harness.binary, "--cpus", "2", Harness.guest("serialirq")], stdin: "hello\n", timeout: 60)
+        #expect(r.stdout.contains("serialirq guest: you typed: hello\nserialirq guest: interrupts: "), "stdout: \(r.stdout)")
+        #expect(!r.stdout.contains("interrupts: 0\n"))
+        #expect(r.status == 11, "stderr: \(r.stderr)")
+    }
+
     @Test("stepi over out, in, outs, ins, an MMIO store and load, and hlt lands on the next instruction")
     func stepOverExits() throws {
         let points = ["out", "in", "outs", "ins", "mmio_store", "mmio_load", "hlt"]

@@ -42,6 +42,7 @@ extern const unsigned long CKVM_SET_FPU;
 extern const unsigned long CKVM_GET_MSRS;
 extern const unsigned long CKVM_SET_MSRS;
 extern const unsigned long CKVM_SET_CPUID2;
+extern const unsigned long CKVM_GET_CPUID2;
 extern const unsigned long CKVM_SET_GUEST_DEBUG;
 extern const unsigned long CKVM_GET_DEBUGREGS;
 extern const unsigned long CKVM_SET_DEBUGREGS;

@@ -58,6 +58,13 @@ public final class Machine: @unchecked Sendable {
     public let isLinux: Bool
     /// gdb's memory packets take physical addresses (`monitor phys on`).
     public var physicalAddressing = false
+    /// Single steps run with interrupts held off (KVM_GUESTDBG_BLOCKIRQ, where KVM has it);
+    /// gdb can turn that off with QEMU's `Qqemu.sstep`.
+    public var stepsBlockInterrupts = true
+    /// KVM can hold interrupts off during a single step.
+    public var canBlockInterruptsWhileStepping: Bool { supportsBlockIRQ }
+    /// The port I/O devices and the ports each claims.
+    public var portClaims: [(ports: ClosedRange<UInt16>, device: String)] { bus.claims }
 
     let kvm: Kvm
     let vm: VirtualMachine
@@ -389,7 +396,7 @@ public final class Machine: @unchecked Sendable {
             flags |= UInt32(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP)
         }
         return RunPlan(mode: .run, debugFlags: flags, debugRegs: regs, hardwareBreakpoints: armed,
-                       blockIRQ: supportsBlockIRQ, watchByStepping: false)
+                       blockIRQ: supportsBlockIRQ && stepsBlockInterrupts, watchByStepping: false)
     }
 
     // MARK: reset
