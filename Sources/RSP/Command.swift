@@ -74,6 +74,8 @@ enum Command: Equatable, Sendable {
     case startNoAckMode
     /// `Z type,addr,kind`
     case insertBreakpoint(BreakpointKind, address: UInt64, kind: Int)
+    /// `Z0`/`Z1` with target-side conditions or commands (`;X len,expr`, `;cmds:...`).
+    case insertBreakpointWithOptions(BreakpointKind, address: UInt64, kind: Int, options: BreakpointOptions)
     /// `z type,addr,kind`
     case removeBreakpoint(BreakpointKind, address: UInt64, kind: Int)
     /// `k`

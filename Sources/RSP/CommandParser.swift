@@ -153,8 +153,9 @@ extension Command {
     // MARK: Breakpoints
 
     private static func parseBreakpoint(_ args: ArraySlice<UInt8>, insert: Bool) -> Command {
-        // Conditions and commands (`;X...`) are only sent when advertised, which we do not.
-        let fields = (split(args, at: ";")?.0 ?? args)
+        // Conditions and commands (`;X...`, `;cmds:...`) follow the first `;`.
+        let (head, optionText) = split(args, at: ";") ?? (args, nil)
+        let fields = head
             .split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false)
         guard fields.count == 3,
               let type = Hex.parseInt(fields[0]),
@@ -164,6 +165,14 @@ extension Command {
         // Other types (none today) are not ours to refuse: the empty reply lets gdb fall back.
         guard let breakpointKind = BreakpointKind(rawValue: type) else {
             return .unknown((insert ? "Z" : "z") + describe(args))
+        }
+        if insert, let optionText, breakpointKind == .software || breakpointKind == .hardware {
+            switch BreakpointOptions.parse(optionText) {
+            case .failure(let error): return .malformed(error.reason)
+            case .success(let options) where !options.isEmpty:
+                return .insertBreakpointWithOptions(breakpointKind, address: address, kind: kind, options: options)
+            case .success: break
+            }
         }
         return insert ? .insertBreakpoint(breakpointKind, address: address, kind: kind)
                       : .removeBreakpoint(breakpointKind, address: address, kind: kind)

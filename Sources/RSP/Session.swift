@@ -16,6 +16,8 @@ public final class Session {
     static let packetSize = 0x20000
     static let supportedReply = Array(
         "PacketSize=20000;qXfer:features:read+;qXfer:threads:read+;QStartNoAckMode+;swbreak+;hwbreak+;vContSupported+".utf8)
+    /// Advertised when the target decides breakpoint conditions and commands itself.
+    static let agentFeatures = Array(";ConditionalBreakpoints+;BreakpointCommands+".utf8)
 
     let target: any Target
     /// The register view gdb is given: target.xml, the register packets, the stop replies.

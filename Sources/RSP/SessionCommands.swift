@@ -101,7 +101,7 @@ extension Session {
         // Queries and modes.
         case .supported(let features):
             errorMessagesAllowed = features.contains("error-message+")
-            return [Self.supportedReply]
+            return [Self.supportedReply + (target is any BreakpointAgentTarget ? Self.agentFeatures : [])]
         case .startNoAckMode:
             // The `+` for this packet is already out; from here on neither side acknowledges.
             noAckMode = true
@@ -135,6 +135,12 @@ extension Session {
         case .insertBreakpoint(let kind, let address, let length):
             return attempt { () throws(TargetError) in
                 try target.insertBreakpoint(kind, address: address, length: length)
+                return [Reply.ok]
+            }
+        case .insertBreakpointWithOptions(let kind, let address, let length, let options):
+            guard let agent = target as? any BreakpointAgentTarget else { return [Reply.empty] }
+            return attempt { () throws(TargetError) in
+                try agent.insertBreakpoint(kind, address: address, length: length, options: options)
                 return [Reply.ok]
             }
         case .removeBreakpoint(let kind, let address, let length):

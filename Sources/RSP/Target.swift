@@ -101,6 +101,16 @@ public protocol Target: AnyObject {
     func restart() throws(TargetError) -> StopEvent
 }
 
+/// Targets that decide breakpoint conditions and run breakpoint commands themselves
+/// (`ConditionalBreakpoints+`, `BreakpointCommands+`): a false condition resumes without a stop
+/// reply; command output reaches gdb's console while the target runs.
+public protocol BreakpointAgentTarget: Target {
+    /// Inserts (or, at an address that has one, re-inserts with new options: gdb re-sends the
+    /// whole list) a breakpoint whose hits are decided by `options`.
+    func insertBreakpoint(_ kind: BreakpointKind, address: UInt64, length: Int,
+                          options: BreakpointOptions) throws(TargetError)
+}
+
 extension Target {
     public func readRegisters(thread: ThreadID, parts: RegisterParts) throws(TargetError) -> X86_64Registers {
         try readRegisters(thread: thread)

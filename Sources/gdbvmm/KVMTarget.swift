@@ -102,6 +102,8 @@ extension Controller: Target {
             case .readWatch: try machine.insertWatchpoint(.read, at: address, length: length, vcpu: currentVCPU)
             case .accessWatch: try machine.insertWatchpoint(.access, at: address, length: length, vcpu: currentVCPU)
             }
+            // A plain Z0/Z1 replaces whatever conditions the breakpoint had.
+            if kind == .software || kind == .hardware { machine.setBreakpointAgent(nil, at: address, vcpu: currentVCPU) }
         } catch Machine.BreakpointError.unmapped {
             throw .errno(14)
         } catch Machine.BreakpointError.noFreeSlot {
@@ -120,6 +122,7 @@ extension Controller: Target {
             case .readWatch: try machine.removeWatchpoint(.read, at: address, length: length)
             case .accessWatch: try machine.removeWatchpoint(.access, at: address, length: length)
             }
+            if kind == .software || kind == .hardware { machine.setBreakpointAgent(nil, at: address, vcpu: currentVCPU) }
         } catch {
             throw .message("\(error)")
         }

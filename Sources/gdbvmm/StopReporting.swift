@@ -6,6 +6,8 @@ import RSP
 extension Controller {
     func handleStops() {
         let records = machine.stops.drain()
+        // Before any stop reply: dprintf text printed before the stop.
+        forwardAgentOutput()
         if records.isEmpty { return }
         guard let session, session.isRunning else {
             for (vcpu, stop) in records { absorbWhileDetached(vcpu: vcpu, stop: stop) }
@@ -21,7 +23,23 @@ extension Controller {
         // meanwhile stays pending on them, to be reported at a later resume. A Ctrl-C parks
         // at once; a stop gives the vCPUs that have not run yet their turn first.
         machine.pauseAll(fairly: !interruptRequested)
-        fallback += collect(machine.stops.drain())
+        let late = machine.stops.drain()
+        fallback += collect(late)
+        // Conditions and dprintf at int3s (no debug register was free): decided with everyone
+        // parked; a false one steps past its int3 here and runs on below like the fallback.
+        for (vcpu, stop) in records + late where stop == .softwareBreakpoint && stopBook.pending[vcpu] == stop {
+            guard machine.agentRunsOnAtInt3(vcpu: vcpu) else { continue }
+            stopBook.discard(vcpu: vcpu)
+            let stop: VCPUStop
+            do {
+                stop = try machine.stepPastInt3(vcpu)
+            } catch {
+                stop = .crash(Crash(.internalError, "vCPU \(vcpu): stepping past a breakpoint: \(error)"))
+            }
+            machine.note(stop, vcpu: vcpu)
+            if stop != .stepped || lastPlan[vcpu] == .step { stopBook.record(stop, vcpu: vcpu) }
+        }
+        forwardAgentOutput()
         for vcpu in fallback {
             let stop: VCPUStop
             do {

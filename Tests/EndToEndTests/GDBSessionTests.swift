@@ -135,16 +135,17 @@ struct GDBSessionTests {
             set breakpoint always-inserted on
             break compute
             maint packet m100120,4
-            monitor xp /4xb 0x100120
             hbreak square
             hbreak add
             hbreak spin
             hbreak checksum
+            monitor xp /4xb 0x100120
             hbreak kmain
             continue
             """)
         // The raw `m` reply (not gdb's own shadow copy) has the original first byte 0x8b;
-        // physical memory really holds the 0xcc.
+        // physical memory holds the 0xcc once gdb's hbreaks took every debug register (a free
+        // one carries a software breakpoint until then).
         expectInOrder(o.gdb.output, ["Breakpoint 1 at 0x100120", "received: \"8b45fc89\"",
                                      "Hardware assisted breakpoint 6", "Cannot insert hardware breakpoint 6"])
         #expect(o.gdb.output.contains("0000000000100120: 0xcc 0x45 0xfc 0x89"))

@@ -66,11 +66,16 @@ struct MonitorAndSessionTests {
     }
 
     /// With breakpoints kept inserted, gdb sends no new Z0 after the reset: only gdbvmm's
-    /// re-planting into the reloaded image can make the breakpoint hit again.
+    /// re-planting into the reloaded image can make the breakpoint hit again. (The hbreaks,
+    /// never reached, take every debug register, so that `compute` is an int3.)
     @Test("monitor system_reset plants the breakpoints again in the reloaded image")
     func resetReplantsBreakpoints() throws {
         let o = try debugSession("demo-elf64", """
             set breakpoint always-inserted on
+            hbreak *0x1
+            hbreak *0x2
+            hbreak *0x3
+            hbreak *0x4
             break compute
             continue
             monitor system_reset
@@ -83,8 +88,8 @@ struct MonitorAndSessionTests {
             delete
             continue
             """)
-        expectInOrder(o.gdb.stdout, ["Breakpoint 1 at 0x100120", "Breakpoint 1, compute",
-                                     "received: \"8b45fc89\"", "<_start>", "Breakpoint 1, compute", "#0  compute",
+        expectInOrder(o.gdb.stdout, ["Breakpoint 5 at 0x100120", "Breakpoint 5, compute",
+                                     "received: \"8b45fc89\"", "<_start>", "Breakpoint 5, compute", "#0  compute",
                                      "exited with code 041"])
         // Physical memory holds the int3 again; the `m` reply shows the reloaded original byte.
         expectInOrder(o.gdb.stderr, ["back at its entry point", "0000000000100120: 0xcc 0x45 0xfc 0x89"])

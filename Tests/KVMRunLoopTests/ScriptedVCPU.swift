@@ -127,6 +127,15 @@ final class FakeEnvironment: ExitEnvironment, @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         return stepHit
     }
+    /// What breakpoint agents decide at successive debug-register hits (true: run on); empty
+    /// means stop, as with no agent.
+    var agentVerdicts: [Bool] = []
+    private(set) var agentCalls = 0
+    func agentRunsOn(regs: kvm_regs, sregs: kvm_sregs) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        agentCalls += 1
+        return agentVerdicts.isEmpty ? false : agentVerdicts.removeFirst()
+    }
 }
 
 /// Stops a VCPUThread posts, for a test to wait on.

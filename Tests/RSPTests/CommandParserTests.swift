@@ -84,7 +84,8 @@ private func isMalformed(_ command: Command) -> Bool {
         #expect(parse("Z2,2000,8") == .insertBreakpoint(.writeWatch, address: 0x2000, kind: 8))
         #expect(parse("z3,2000,4") == .removeBreakpoint(.readWatch, address: 0x2000, kind: 4))
         #expect(parse("z4,2000,2") == .removeBreakpoint(.accessWatch, address: 0x2000, kind: 2))
-        #expect(parse("Z0,100000,1;X3,220027") == .insertBreakpoint(.software, address: 0x100000, kind: 1))
+        #expect(parse("Z0,100000,1;X3,220127") == .insertBreakpointWithOptions(.software, address: 0x100000, kind: 1,
+            options: BreakpointOptions(conditions: [try! AgentExpression(validating: [0x22, 0x01, 0x27], isCondition: true)])))
         #expect(parse("Z5,100000,1") == .unknown("Z5,100000,1"))
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// Software breakpoints: the original byte under every 0xCC we planted, keyed by guest-physical
 /// address (what the vCPU threads look up on a hit), plus the guest-virtual address gdb used.
@@ -58,6 +59,72 @@ final class BreakpointTable: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return physicalOf.map { ($0.key, $0.value) }
+    }
+
+    // MARK: agents (conditions and dprintf), by the linear address gdb set the breakpoint at
+
+    private var agents: [UInt64: any BreakpointAgent] = [:]
+    /// Console text agents printed, for the controller to send to gdb.
+    private var output: [UInt8] = []
+    /// Signalled when output is queued (the stop queue's eventfd wakes the controller).
+    private var outputEventFD: Int32 = -1
+
+    func setAgent(_ agent: (any BreakpointAgent)?, atLinear address: UInt64) {
+        lock.lock()
+        agents[address] = agent
+        lock.unlock()
+    }
+
+    func agent(atLinear address: UInt64) -> (any BreakpointAgent)? {
+        lock.lock()
+        defer { lock.unlock() }
+        return agents.isEmpty ? nil : agents[address]
+    }
+
+    var hasAgents: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return !agents.isEmpty
+    }
+
+    var agentAddresses: [UInt64] {
+        lock.lock()
+        defer { lock.unlock() }
+        return Array(agents.keys)
+    }
+
+    func removeAllAgents() {
+        lock.lock()
+        agents.removeAll()
+        lock.unlock()
+    }
+
+    func wakeOnOutput(_ eventFD: Int32) {
+        lock.lock()
+        outputEventFD = eventFD
+        lock.unlock()
+    }
+
+    /// At most this much unsent console text is kept; beyond it a dprintf's text is dropped.
+    static let outputLimit = 1 << 20
+
+    func queueOutput(_ text: [UInt8]) {
+        lock.lock()
+        if output.count + text.count <= Self.outputLimit { output += text }
+        let fd = outputEventFD
+        lock.unlock()
+        if fd >= 0 {
+            var one: UInt64 = 1
+            _ = write(fd, &one, 8)
+        }
+    }
+
+    func takeOutput() -> [UInt8] {
+        lock.lock()
+        defer { lock.unlock() }
+        let taken = output
+        output.removeAll(keepingCapacity: true)
+        return taken
     }
 
     var plantedPhysical: [UInt64: UInt8] {

@@ -20,6 +20,9 @@ public protocol ExitEnvironment: AnyObject, Sendable {
     func watchStepSnapshot(regs: kvm_regs, sregs: kvm_sregs, allWatches: Bool) -> WatchStepSnapshot
     /// After that step: the watch it hit, if any.
     func watchStepHit(_ snapshot: WatchStepSnapshot, regs: kvm_regs) -> VCPUStop?
+    /// At a debug-register breakpoint hit: whether its agent (a condition, dprintf) says run on
+    /// (BreakpointAgent.swift; a default says stop).
+    func agentRunsOn(regs: kvm_regs, sregs: kvm_sregs) -> Bool
 }
 
 public struct PortIOResult: Sendable, Equatable {

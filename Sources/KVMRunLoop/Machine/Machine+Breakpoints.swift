@@ -9,6 +9,7 @@ extension Machine {
     /// carries the breakpoint: it matches the linear address whatever the page tables say when
     /// the guest gets there, and gdb still sees a software breakpoint.
     public func insertSoftwareBreakpoint(at address: UInt64, vcpu index: Int) throws -> Void {
+        if softwareBreakpointSlots.values.contains(address) { return }
         // Before paging is on (a PVH entry) every address "maps" to itself, RAM or not.
         let mapped = try translate(address, vcpu: index).flatMap { $0 < ram.size ? $0 : nil }
         let physical = mapped ?? (physicalAddressing ? nil : guest.imagePhysical(forVirtual: address))
@@ -53,7 +54,11 @@ extension Machine {
 
     public func insertHardwareBreakpoint(at address: UInt64) throws(BreakpointError) {
         if let slot = hardwareBreakpoints.firstIndex(of: address), softwareBreakpointSlots[slot] == nil { return }
-        guard let slot = hardwareBreakpoints.firstIndex(where: { $0 == nil }) else { throw .noFreeSlot }
+        // gdb's hardware breakpoints come first: a software one a debug register carries for
+        // speed goes back to an int3.
+        guard let slot = hardwareBreakpoints.firstIndex(where: { $0 == nil }) ?? slotFreedByPlanting(vcpu: 0) else {
+            throw .noFreeSlot
+        }
         hardwareBreakpoints[slot] = address
     }
 
@@ -70,10 +75,125 @@ extension Machine {
         for (virtual, _) in breakpoints.all { removeSoftwareBreakpoint(at: virtual) }
         hardwareBreakpoints = [nil, nil, nil, nil]
         softwareBreakpointSlots.removeAll()
+        breakpoints.removeAllAgents()
         guardedBreakpoints.removeAll()
         breakpointsSetBeforeMapping.removeAll()
         watches.setGuardedPages([])
         try watches.removeAll()
+    }
+
+    // MARK: agents, and the debug registers that carry software breakpoints
+
+    /// Lets the vCPUs decide the hits of gdb's breakpoint at `address` (a condition, dprintf
+    /// commands); nil makes it a plain breakpoint again. Called after every software or hardware
+    /// breakpoint gdb inserts or removes, so that free debug registers carry software
+    /// breakpoints (BreakpointAgent.swift: a hit there costs a #DB exit, not an emulation
+    /// failure, and a false condition is stepped past on the vCPU's own thread).
+    public func setBreakpointAgent(_ agent: (any BreakpointAgent)?, at address: UInt64, vcpu index: Int) {
+        breakpoints.wakeOnOutput(stops.eventFD)
+        breakpoints.setAgent(agent, atLinear: address)
+        assignBreakpointSlots(vcpu: index)
+    }
+
+    /// Console text the agents printed since the last call (dprintf), for gdb.
+    public func takeAgentOutput() -> [UInt8] { breakpoints.takeOutput() }
+
+    /// Whether a debug register carries gdb's software breakpoint at `address` (for tests and
+    /// `monitor` output).
+    public func debugRegisterCarries(softwareBreakpointAt address: UInt64) -> Bool {
+        softwareBreakpointSlots.values.contains(address)
+    }
+
+    /// For a vCPU parked at a software-breakpoint stop on an int3 (no debug register was free):
+    /// whether the breakpoint's agent says run on. Decided here, on the controller's thread,
+    /// because stepping past an int3 means lifting it from memory every vCPU shares.
+    public func agentRunsOnAtInt3(vcpu index: Int) -> Bool {
+        guard breakpoints.hasAgents, let r = parkedRegisters(index),
+              let agent = breakpoints.agent(atLinear: r.linearPC) else { return false }
+        var output: [UInt8] = []
+        let stops = agent.decide(BreakpointFrame(regs: r.regs, sregs: r.sregs, ram: ram, breakpoints: breakpoints),
+                                 output: &output)
+        if !output.isEmpty { breakpoints.queueOutput(output) }
+        return !stops
+    }
+
+    /// Steps vCPU `index` past the int3 it sits on, with every vCPU parked so that none can run
+    /// through the lifted byte unseen; the int3 is back before anything else runs. Returns how
+    /// the step ended (`.stepped`, or a stop it ran into such as a watch hit).
+    public func stepPastInt3(_ index: Int) throws(SystemError) -> VCPUStop {
+        precondition(allParked, "an int3 is lifted only while every vCPU is parked")
+        var lifted: (physical: UInt64, original: UInt8)?
+        if let r = parkedRegisters(index), let t = PageWalker.translate(r.linearPC, paging: r.paging, memory: ram),
+           let original = breakpoints.original(atPhysical: t.physical) {
+            try? ram.write([original], at: t.physical)
+            lifted = (t.physical, original)
+        }
+        var plan = debugSetup()
+        plan.mode = .step
+        threads[index].resume(plan)
+        threads[index].waitUntilParked()
+        let stop = stops.take(vcpu: index) ?? .stepped
+        if let lifted, breakpoints.contains(physical: lifted.physical) {
+            // The stepped instruction may have written that byte itself: it is then the new original.
+            if let now = try? ram.read(at: lifted.physical, count: 1).first, now != lifted.original {
+                breakpoints.updateOriginal(atPhysical: lifted.physical, to: now)
+            }
+            try? ram.write([0xCC], at: lifted.physical)
+        }
+        return stop
+    }
+
+    /// Free debug registers take planted software breakpoints, those with agents first; an agent
+    /// still on an int3 takes the slot of a plain one.
+    func assignBreakpointSlots(vcpu index: Int) {
+        // With `monitor phys on` gdb's addresses are physical, which a debug register (it
+        // matches linear addresses) cannot carry.
+        guard !physicalAddressing else { return }
+        let agents = Set(breakpoints.agentAddresses)
+        // Breakpoints set before their code was mapped stay the guarded int3s they are (an int3
+        // at the image's physical address also hits while that code runs identity-mapped).
+        let planted = breakpoints.all.map(\.virtual).filter { !breakpointsSetBeforeMapping.contains($0) }
+            .sorted { agents.contains($0) && !agents.contains($1) }
+        for virtual in planted {
+            guard !hardwareBreakpoints.contains(virtual) else { continue }
+            let slot: Int
+            if let free = hardwareBreakpoints.firstIndex(where: { $0 == nil }) {
+                slot = free
+            } else if agents.contains(virtual), let plain = softwareBreakpointSlots.first(where: { !agents.contains($0.value) })?.key,
+                      plantInt3(softwareBreakpointSlots[plain]!, vcpu: index) {
+                softwareBreakpointSlots[plain] = nil
+                hardwareBreakpoints[plain] = nil
+                slot = plain
+            } else {
+                break
+            }
+            if let (physical, original) = breakpoints.remove(virtual: virtual) { try? ram.write([original], at: physical) }
+            hardwareBreakpoints[slot] = virtual
+            softwareBreakpointSlots[slot] = virtual
+        }
+    }
+
+    /// Gives a debug register back by planting the software breakpoint it carried (a plain one
+    /// first) as an int3; nil if none can be (all unmapped).
+    private func slotFreedByPlanting(vcpu index: Int) -> Int? {
+        let agents = Set(breakpoints.agentAddresses)
+        let carried = softwareBreakpointSlots.sorted { !agents.contains($0.value) && agents.contains($1.value) }
+        for (slot, address) in carried where plantInt3(address, vcpu: index) {
+            softwareBreakpointSlots[slot] = nil
+            hardwareBreakpoints[slot] = nil
+            return slot
+        }
+        return nil
+    }
+
+    /// Plants 0xCC for the software breakpoint at `address`; false where nothing is mapped.
+    private func plantInt3(_ address: UInt64, vcpu index: Int) -> Bool {
+        guard let physical = try? translate(address, vcpu: index), physical < ram.size,
+              let original = try? ram.read(at: physical, count: 1)[0] else { return false }
+        if breakpoints.insert(virtual: address, physical: physical, original: original) {
+            try? ram.write([0xCC], at: physical)
+        }
+        return true
     }
 
     // MARK: watchpoints

@@ -379,7 +379,7 @@ public final class Machine: @unchecked Sendable {
         }
     }
 
-    private func debugSetup() -> RunPlan {
+    func debugSetup() -> RunPlan {
         var flags: UInt32 = 0
         if !breakpoints.plantedPhysical.isEmpty { flags |= UInt32(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_SW_BP) }
         var regs = [UInt64](repeating: 0, count: 8)

@@ -398,6 +398,14 @@ final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
                 context.finishing = finishing
                 backend.requestImmediateExit()
             case .stop(let stop):
+                // A breakpoint whose condition is false (or a dprintf): step past it with the
+                // debug registers disarmed, as at a resume, and run on; nobody else hears of it.
+                if context.mode == .run, !context.steppingOver,
+                   BreakpointAgents.runsOn(stop, backend: backend, environment: environment) {
+                    context.steppingOver = true
+                    try applyGuestDebug(plan, context)
+                    continue
+                }
                 return stop
             case .deliverGuestBreakpoint(let advanceRIP):
                 try backend.deliverGuestBreakpoint(advanceRIP: advanceRIP)
