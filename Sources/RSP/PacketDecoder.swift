@@ -49,10 +49,43 @@ struct PacketDecoder: Sendable {
     /// Feeds a chunk of the stream and returns every event it completed, in order.
     mutating func feed(_ bytes: some Sequence<UInt8>) -> [PacketEvent] {
         var events: [PacketEvent] = []
-        for byte in bytes {
-            if let event = feed(byte) { events.append(event) }
+        let contiguous: Void? = bytes.withContiguousStorageIfAvailable { buffer in
+            var i = 0
+            while i < buffer.count {
+                if case .payload = state {
+                    i = takePayload(buffer, from: i)
+                    if i == buffer.count { break }
+                }
+                if let event = feed(buffer[i]) { events.append(event) }
+                i += 1
+            }
+        }
+        if contiguous == nil {
+            for byte in bytes {
+                if let event = feed(byte) { events.append(event) }
+            }
         }
         return events
+    }
+
+    /// Inside a packet's payload: takes every byte up to the next `#` or `$` in one go (a 128 KiB
+    /// `M` or `X` packet is one scan and one append, not 128 Ki state-machine steps) and
+    /// returns the index of that byte, or the end of the buffer.
+    private mutating func takePayload(_ buffer: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
+        var i = start
+        var added: UInt32 = 0
+        while i < buffer.count {
+            let b = buffer[i]
+            if b == UInt8(ascii: "#") || b == UInt8(ascii: "$") { break }
+            added &+= UInt32(b)
+            i += 1
+        }
+        sum &+= UInt8(truncatingIfNeeded: added)
+        let room = max(0, maximumPacketSize - raw.count)
+        let taken = min(room, i - start)
+        raw.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[start..<start + taken]))
+        if taken < i - start { oversized = true }
+        return i
     }
 
     /// Feeds one byte; returns the event it completed, if any.
