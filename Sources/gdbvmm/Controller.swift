@@ -27,6 +27,8 @@ final class Controller {
     /// Register state read since the vCPUs stopped: gdb asks for the same registers several
     /// times per stop (expedited in the stop reply, then `g`, `p`), and each read is 2 ioctls.
     var registerCache: [Int: CachedRegisters] = [:]
+    /// The VMM's own time per request, stop and KVM_RUN (`monitor info timing`).
+    var timing = VMMTiming()
     /// Standard input feeds the guest's serial port while it is the console (until its end).
     var consoleInput: Int32?
 
