@@ -5,7 +5,7 @@
  * in wait on volatile limits that gdb lowers when it has what it needs, so no workload makes
  * the guest run long on a host where KVM emulates guest kernel code.
  *
- * The line numbers of HOT_LINE and LONG_LINE matter: the bench sets breakpoints on them by
+ * The line numbers of SPIN_LINE, HOT_LINE and LONG_LINE matter: the bench sets breakpoints on them by
  * searching for their marker comments, so keep one statement per line. */
 #include "guest.h"
 
@@ -31,7 +31,7 @@ void __attribute__((noinline)) bench_done(void)
 void spin(void)
 {
     for (int n = 0; n < spin_limit; n++) {
-        sink += n;
+        sink += n; /* SPIN_LINE */
     }
 }
 
