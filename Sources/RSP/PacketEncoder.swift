@@ -27,25 +27,44 @@ enum PacketEncoder {
             var n = 1
             var sum: UInt32 = 0
             for b in prefix { out[n] = b; n += 1; sum &+= UInt32(b) }
-            mustEscape.withUnsafeBufferPointer { escape in
-                for i in 0..<data.count {
-                    let b = data[i]
-                    // SAFETY (bounds): at most two bytes per data byte fit the capacity.
-                    if escape[Int(b)] {
-                        out[n] = UInt8(ascii: "}")
-                        out[n + 1] = b ^ 0x20
-                        n += 2
-                        sum &+= UInt32(UInt8(ascii: "}")) &+ UInt32(b ^ 0x20)
-                    } else {
-                        out[n] = b
-                        n += 1
-                        sum &+= UInt32(b)
-                    }
-                }
-            }
+            n = escape(data, into: out, at: n, sum: &sum)
             n = finish(out, at: n, sum: UInt8(truncatingIfNeeded: sum))
             initialized = n
         }
+    }
+
+    /// Writes `data` at `index` with the framing bytes escaped (unless `escaping` is false: an
+    /// unframed payload), adding what it wrote to `sum`; returns the index after it. The caller
+    /// provides room for two bytes per data byte.
+    static func escape(_ data: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<UInt8>, at index: Int,
+                       sum: inout UInt32, escaping: Bool = true) -> Int {
+        var n = index
+        guard escaping else {
+            // SAFETY: the caller provides room for the data at index.
+            if let base = data.baseAddress, !data.isEmpty {
+                UnsafeMutableRawPointer(out.baseAddress! + n).copyMemory(from: base, byteCount: data.count)
+            }
+            return n + data.count
+        }
+        var s = sum
+        mustEscape.withUnsafeBufferPointer { escape in
+            for i in 0..<data.count {
+                let b = data[i]
+                // SAFETY (bounds): at most two bytes per data byte fit the caller's room.
+                if escape[Int(b)] {
+                    out[n] = UInt8(ascii: "}")
+                    out[n + 1] = b ^ 0x20
+                    n += 2
+                    s &+= UInt32(UInt8(ascii: "}")) &+ UInt32(b ^ 0x20)
+                } else {
+                    out[n] = b
+                    n += 1
+                    s &+= UInt32(b)
+                }
+            }
+        }
+        sum = s
+        return n
     }
 
     /// Writes `#` and the two checksum digits at `index`; returns the index after them.

@@ -4,33 +4,50 @@
 
 extension Session {
     /// The reply to `m addr,len` (hex) or `x addr,len` (`b` + binary), framed (`$...#cs`) when
-    /// `framed`. Short reads answer what could be read; nothing readable is an error.
+    /// `framed`. The target's bytes are encoded where they lie, piece by piece, into a buffer
+    /// sized for the whole reply. Short reads answer what could be read; nothing readable is an
+    /// error.
     func memoryReadReply(address: UInt64, length: Int, binary: Bool, framed: Bool) -> [UInt8] {
         // Keep the reply inside our packet size, and the range inside the address space.
         var count = min(length, Self.packetSize / 2)
         if count > 0 && UInt64(count - 1) > UInt64.max - address {
             count = Int(UInt64.max - address) + 1
         }
-        let prefix: [UInt8] = binary ? [UInt8(ascii: "b")] : []
         let finish: ([UInt8]) -> [UInt8] = { framed ? PacketEncoder.frame($0) : $0 }
-        guard count > 0 else { return finish(prefix) }
+        guard count > 0 else { return finish(binary ? [UInt8(ascii: "b")] : []) }
         let thread = resolve(generalThread)
-        let result = withUnsafeTemporaryAllocation(byteCount: count, alignment: 16) { buffer -> Result<[UInt8], TargetError> in
+        var failure: TargetError?
+        var read = 0
+        // `$`, `b`, two bytes per data byte (hex digits or an escape), `#cs`.
+        let reply = [UInt8](unsafeUninitializedCapacity: 2 * count + 5) { out, initialized in
+            var n = 0, taken = 0
+            if framed { out[n] = UInt8(ascii: "$"); n += 1 }
+            var sum: UInt32 = 0
+            if binary { out[n] = UInt8(ascii: "b"); n += 1; sum = UInt32(UInt8(ascii: "b")) }
             do throws(TargetError) {
-                let n = min(count, try target.readMemory(address: address, into: buffer, thread: thread))
-                // Nothing readable must be an error: an empty `m` reply would read as "unsupported".
-                guard n > 0 else { return .failure(.errno(14)) }
-                let data = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
-                if binary { return .success(framed ? PacketEncoder.frame(prefix: prefix, data) : prefix + Array(data)) }
-                return .success(Self.hexReply(data, framed: framed))
+                read = try target.readMemory(address: address, count: count, thread: thread) { piece in
+                    // Never more than `count` bytes in all, whatever the target hands over.
+                    let piece = UnsafeRawBufferPointer(rebasing: piece.prefix(count - taken))
+                    taken += piece.count
+                    if binary {
+                        n = PacketEncoder.escape(piece, into: out, at: n, sum: &sum, escaping: framed)
+                    } else {
+                        // SAFETY: 2 * piece.count digits fit: the capacity holds 2 * count.
+                        sum &+= UInt32(Hex.encode(piece, to: UnsafeMutableRawPointer(out.baseAddress! + n)))
+                        n += 2 * piece.count
+                    }
+                }
             } catch {
-                return .failure(error)
+                failure = error
             }
+            read = min(read, taken)
+            if framed && failure == nil && read > 0 { n = PacketEncoder.finish(out, at: n, sum: UInt8(truncatingIfNeeded: sum)) }
+            initialized = n
         }
-        switch result {
-        case .success(let reply): return reply
-        case .failure(let error): return finish(Reply.error(error, messagesAllowed: errorMessagesAllowed))
-        }
+        if let failure { return finish(Reply.error(failure, messagesAllowed: errorMessagesAllowed)) }
+        // Nothing readable must be an error: an empty `m` reply would read as "unsupported".
+        guard read > 0 else { return finish(Reply.error(14)) }
+        return reply
     }
 
     /// Two digits per byte, with `$` before and `#cs` after when `framed`.

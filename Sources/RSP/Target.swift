@@ -83,6 +83,13 @@ public protocol Target: AnyObject {
     /// unmapped memory; 0 or a throw when nothing is readable. Defaults to `readMemory`.
     func readMemory(address: UInt64, into buffer: UnsafeMutableRawBufferPointer,
                     thread: ThreadID) throws(TargetError) -> Int
+    /// The bytes of [address, address + count) handed to `body` in order, in pieces, straight
+    /// from where the target keeps them (the `m`/`x` replies are encoded from there, without a
+    /// copy); a planted breakpoint's original byte comes as a piece of its own. Returns how many
+    /// bytes it handed over, fewer at unmapped memory; 0 or a throw when nothing is readable.
+    /// Defaults to `readMemory(into:)` through a buffer.
+    func readMemory(address: UInt64, count: Int, thread: ThreadID,
+                    pieces body: (UnsafeRawBufferPointer) -> Void) throws(TargetError) -> Int
     /// `qSearch:memory`: the first address in [address, address + length) where `pattern`
     /// starts and ends; nil when there is none; throws when memory the search must read is
     /// unreadable. Defaults to a search over `readMemory(into:)`.
@@ -120,6 +127,16 @@ extension Target {
         let n = min(bytes.count, buffer.count)
         // SAFETY: n bytes fit both the array and the buffer.
         bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: n) }
+        return n
+    }
+
+    public func readMemory(address: UInt64, count: Int, thread: ThreadID,
+                           pieces body: (UnsafeRawBufferPointer) -> Void) throws(TargetError) -> Int {
+        guard count > 0 else { return 0 }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 16)
+        defer { buffer.deallocate() }
+        let n = min(count, try readMemory(address: address, into: buffer, thread: thread))
+        if n > 0 { body(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) }
         return n
     }
 

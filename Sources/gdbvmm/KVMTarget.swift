@@ -80,6 +80,17 @@ extension Controller: Target {
         }
     }
 
+    /// The `m`/`x` replies: encoded from the guest RAM mapping itself, no copy in between.
+    func readMemory(address: UInt64, count: Int, thread: ThreadID,
+                    pieces body: (UnsafeRawBufferPointer) -> Void) throws(TargetError) -> Int {
+        let index = try vcpuIndex(thread)
+        do {
+            return try machine.readMemory(address, count: count, vcpu: index, pieces: body)
+        } catch {
+            throw .message("\(error)")
+        }
+    }
+
     func writeMemory(_ bytes: [UInt8], address: UInt64, thread: ThreadID) throws(TargetError) {
         let index = try vcpuIndex(thread)
         do {

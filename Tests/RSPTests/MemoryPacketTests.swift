@@ -57,6 +57,18 @@ import Testing
         #expect(h.session.receive(Array("-".utf8)) == out)
     }
 
+    @Test(arguments: [1, 7, 16, 17, 1000])
+    func repliesFromPiecesAreTheSame(pieceSize: Int) {
+        let h = Harness()
+        h.target.memory[0..<4] = [UInt8(ascii: "$"), UInt8(ascii: "#"), UInt8(ascii: "}"), UInt8(ascii: "*")]
+        h.target.pieceSize = pieceSize
+        #expect(h.session.receive(gdbPacket("m1000,1003")) == framedTheSlowWay(Hex.encode(h.target.memory.prefix(0x1003))))
+        #expect(h.session.receive(gdbPacket("x1000,1003")) == framedTheSlowWay([UInt8(ascii: "b")] + h.target.memory.prefix(0x1003)))
+        // A short read: what could be read.
+        #expect(h.send("m10ff0,20") == [String(decoding: Hex.encode(h.target.memory.suffix(16)), as: UTF8.self)])
+        #expect(h.send("m0,20") == ["E0e"])
+    }
+
     @Test func xRepliesAreEscapedBinary() {
         let h = Harness()
         h.target.memory[0..<6] = [UInt8(ascii: "$"), UInt8(ascii: "#"), UInt8(ascii: "}"), UInt8(ascii: "*"), 0, 0xFF]

@@ -38,6 +38,36 @@ extension Machine {
         return GuestVirtualRuns.covered(runs)
     }
 
+    /// Hands [address, address + count) to `body` in order, in pieces that point straight into
+    /// the guest RAM mapping (valid only during the call; the vCPUs are parked), a planted
+    /// breakpoint's original byte as a one-byte piece of its own. Returns how many bytes it
+    /// handed over: fewer than `count` at an unmapped page.
+    public func readMemory(_ address: UInt64, count: Int, vcpu index: Int,
+                           pieces body: (UnsafeRawBufferPointer) -> Void) throws(SystemError) -> Int {
+        let runs = try physicalRuns(address, count: count, vcpu: index)
+        let planted = breakpoints.plantedPhysical
+        for run in runs {
+            var next = run.physical
+            let end = run.physical + UInt64(run.length)
+            if !planted.isEmpty {
+                for (physical, original) in planted.filter({ $0.key >= run.physical && $0.key < end }).sorted(by: { $0.key < $1.key }) {
+                    body(ramBytes(next, Int(physical - next)))
+                    withUnsafeBytes(of: original) { body($0) }
+                    next = physical + 1
+                }
+            }
+            body(ramBytes(next, Int(end - next)))
+        }
+        return GuestVirtualRuns.covered(runs)
+    }
+
+    /// Guest RAM itself at [physical, physical + count), which the runs keep inside RAM.
+    private func ramBytes(_ physical: UInt64, _ count: Int) -> UnsafeRawBufferPointer {
+        // SAFETY: physical + count <= ram.size (the runs lie inside RAM); the mapping lives as
+        // long as the machine.
+        UnsafeRawBufferPointer(start: ram.base + Int(physical), count: count)
+    }
+
     /// Reads guest memory; stops early at the first unmapped page. Planted breakpoints read as
     /// the bytes they replaced.
     public func readMemory(_ address: UInt64, count: Int, vcpu index: Int) throws(SystemError) -> [UInt8] {
