@@ -145,6 +145,30 @@ struct PacketDecoder: Sendable {
         if !raw.contains(UInt8(ascii: "}")) && !raw.contains(UInt8(ascii: "*")) {
             return .packet(raw)
         }
+        // One pass into a buffer of the raw size (escapes only shrink the data); run lengths,
+        // which may grow it, take the slower appending path.
+        if !raw.contains(UInt8(ascii: "*")) {
+            var dangling = false
+            let out = [UInt8](unsafeUninitializedCapacity: raw.count) { out, initialized in
+                raw.withUnsafeBufferPointer { raw in
+                    var i = 0, n = 0
+                    while i < raw.count {
+                        let byte = raw[i]
+                        if byte == UInt8(ascii: "}") {
+                            guard i + 1 < raw.count else { dangling = true; break }
+                            out[n] = raw[i + 1] ^ 0x20
+                            i += 2
+                        } else {
+                            out[n] = byte
+                            i += 1
+                        }
+                        n += 1
+                    }
+                    initialized = n
+                }
+            }
+            return dangling ? .malformed("escape at end of packet") : .packet(out)
+        }
         var out: [UInt8] = []
         out.reserveCapacity(raw.count)
         var i = 0
