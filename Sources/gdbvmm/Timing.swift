@@ -10,7 +10,8 @@ struct VMMTiming {
     /// Reads from gdb that produced a reply, and the time from each read to its reply sent.
     var exchanges: UInt64 = 0
     var exchangeNanoseconds: UInt64 = 0
-    /// Reads that completed no packet (the first part of a large `M`/`X`), counted in time only.
+    /// Reads that produced no reply yet (a resume, whose reply is the stop; the first part of a
+    /// large `M`/`X`), counted in time only.
     var partialNanoseconds: UInt64 = 0
     /// Stop events handled (a vCPU stopped; the stop reply, if any, sent).
     var stops: UInt64 = 0
@@ -60,7 +61,7 @@ extension Controller {
         return """
             since the last 'monitor timing reset': \(ms(monotonicNow() &- t.since)) wall
             gdb requests answered: \(t.exchanges), \(ms(t.exchangeNanoseconds)) in the VMM\(each(t.exchangeNanoseconds, t.exchanges)): from reading the request to handing the reply to the socket
-            partial requests read: \(ms(t.partialNanoseconds))
+            reads answered later (resumes) or not yet (part of a packet): \(ms(t.partialNanoseconds))
             stops handled: \(t.stops), \(ms(t.stopNanoseconds))\(each(t.stopNanoseconds, t.stops)): from the vCPU's stop to the stop reply handed to the socket
             KVM_RUN: \(kvmExits) exits, \(ms(kvmNs)) inside KVM_RUN\(each(kvmNs, kvmExits))
 
