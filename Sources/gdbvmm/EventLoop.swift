@@ -93,6 +93,9 @@ extension Controller {
             let spinUntil = DispatchTime.now().uptimeNanoseconds + Controller.spinNanoseconds
             repeat {
                 n = poll(&fds, nfds_t(fds.count), 0)
+                // On a busy host, the CPU this spin holds is the one gdb needs to send that
+                // packet: give it up at once when another thread wants it.
+                if n == 0 { sched_yield() }
             } while n == 0 && DispatchTime.now().uptimeNanoseconds < spinUntil
         }
         if n == 0 { n = poll(&fds, nfds_t(fds.count), timeout) }
