@@ -50,22 +50,6 @@ extension Session {
         return reply
     }
 
-    /// Two digits per byte, with `$` before and `#cs` after when `framed`.
-    static func hexReply(_ data: UnsafeRawBufferPointer, framed: Bool) -> [UInt8] {
-        let lead = framed ? 1 : 0
-        let digits = 2 * data.count
-        return [UInt8](unsafeUninitializedCapacity: lead + digits + (framed ? 3 : 0)) { out, initialized in
-            // SAFETY: the capacity holds the lead byte, the digits and the three trailing bytes.
-            let sum = Hex.encode(data, to: UnsafeMutableRawPointer(out.baseAddress!) + lead)
-            if framed {
-                out[0] = UInt8(ascii: "$")
-                initialized = PacketEncoder.finish(out, at: lead + digits, sum: sum)
-            } else {
-                initialized = digits
-            }
-        }
-    }
-
     /// `qSearch:memory`: `1,addr` for the first match, `0` for none, `Exx` when memory the
     /// search needs is unreadable.
     func searchReply(address: UInt64, length: UInt64, pattern: [UInt8]) -> [[UInt8]] {

@@ -30,20 +30,22 @@ import Testing
         let all = (0...255).map { UInt8($0) }
         let hex = Hex.encode(all)
         #expect(hex == Array(all.map { String(format: "%02x", $0) }.joined().utf8))
-        let framed = all.withUnsafeBytes { Session.hexReply($0, framed: true) }
-        #expect(framed == framedTheSlowWay(hex))
-        #expect(all.withUnsafeBytes { Session.hexReply($0, framed: false) } == hex)
+        let sum = all.withUnsafeBytes { source in
+            withUnsafeTemporaryAllocation(byteCount: 512, alignment: 1) { Hex.encode(source, to: $0.baseAddress!) }
+        }
+        #expect(sum == hex.reduce(UInt8(0)) { $0 &+ $1 })
     }
 
-    /// Every length (the 8-byte steps and the tail) and every byte value, against the table.
+    /// Every length (the 16-byte steps and the tail) and alignment, every byte value, through
+    /// the session's framed replies.
     @Test func hexOfEveryLengthAndAlignment() {
-        let data = (0..<2100).map { UInt8(truncatingIfNeeded: $0 &* 151 &+ $0 >> 8) }
+        let h = Harness()
+        for i in h.target.memory.indices { h.target.memory[i] = UInt8(truncatingIfNeeded: i &* 151 &+ i >> 8) }
         for start in 0..<3 {
-            for length in Array(0...40) + [1023, 1024, 1025, 2048, 2097] {
-                let slice = Array(data[start..<start + length])
-                let expected = Array(slice.map { String(format: "%02x", $0) }.joined().utf8)
-                let framed = slice.withUnsafeBytes { Session.hexReply($0, framed: true) }
-                #expect(framed == framedTheSlowWay(expected), "start \(start) length \(length)")
+            for length in Array(1...40) + [1023, 1024, 1025, 4095, 4096, 4097, 0x8000, 0xFFFD] {
+                let expected = Hex.encode(h.target.memory[start..<start + length])
+                let out = h.session.receive(gdbPacket("m\(String(0x1000 + start, radix: 16)),\(String(length, radix: 16))"))
+                #expect(out == framedTheSlowWay(expected), "start \(start) length \(length)")
             }
         }
     }
