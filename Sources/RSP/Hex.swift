@@ -122,22 +122,55 @@ enum Hex {
         guard text.count % 2 == 0 else { return nil }
         var valid = true
         let out = [UInt8](unsafeUninitializedCapacity: text.count / 2) { out, initialized in
-            values.withUnsafeBufferPointer { values in
-                text.withUnsafeBufferPointer { text in
-                    var bad: UInt8 = 0
-                    for i in 0..<out.count {
-                        // SAFETY: 2i + 1 < text.count, and a byte indexes the 256-entry table.
-                        let hi = values[Int(text[2 * i])], lo = values[Int(text[2 * i + 1])]
-                        bad |= hi | lo
-                        out[i] = hi << 4 | lo
-                    }
-                    // Valid digits are below 16; a 0xFF entry sets the high bits.
-                    valid = bad < 16
-                }
+            text.withUnsafeBytes { text in
+                valid = decode(text, into: out)
             }
             initialized = out.count
         }
         return valid ? out : nil
+    }
+
+    /// Decodes `2 * out.count` digits into `out`; false if any byte is not a hex digit. Eight
+    /// digits a step in a 64-bit word (SWAR): range checks per byte by adding to bit 7, a
+    /// digit's value as its low nibble plus 9 for a letter (bit 6 set), then the nibble pairs
+    /// packed into four bytes.
+    static func decode(_ text: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<UInt8>) -> Bool {
+        guard let input = text.baseAddress, let output = out.baseAddress else { return true }
+        var valid = true
+        var i = 0
+        while i + 4 <= out.count {
+            // SAFETY: digits 2i..<2i+8 are inside the text, bytes i..<i+4 inside out.
+            let w = UInt64(littleEndian: input.loadUnaligned(fromByteOffset: 2 * i, as: UInt64.self))
+            valid = valid && allDigits(w)
+            let nibbles = (w & 0x0F0F_0F0F_0F0F_0F0F) &+ ((w >> 6) & 0x0101_0101_0101_0101) &* 9
+            // Each 16-bit lane: high digit in its low byte, low digit in its high byte.
+            var t = ((nibbles & 0x00FF_00FF_00FF_00FF) << 4) | ((nibbles >> 8) & 0x00FF_00FF_00FF_00FF)
+            t = (t | t >> 8) & 0x0000_FFFF_0000_FFFF
+            t = (t | t >> 16) & 0xFFFF_FFFF
+            UnsafeMutableRawPointer(output + i).storeBytes(of: UInt32(truncatingIfNeeded: t).littleEndian, as: UInt32.self)
+            i += 4
+        }
+        while i < out.count {
+            let hi = values[Int(text[2 * i])], lo = values[Int(text[2 * i + 1])]
+            valid = valid && hi < 16 && lo < 16
+            out[i] = hi << 4 | lo
+            i += 1
+        }
+        return valid
+    }
+
+    /// Whether each of the eight bytes of `w` is `0`-`9`, `a`-`f` or `A`-`F`.
+    @inline(__always)
+    private static func allDigits(_ w: UInt64) -> Bool {
+        let high: UInt64 = 0x8080_8080_8080_8080
+        guard w & high == 0 else { return false }
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        // Bit 7 of each byte: x >= k, for bytes x < 0x80 and k <= 0x80 (no carry between bytes).
+        func atLeast(_ x: UInt64, _ k: UInt8) -> UInt64 { (x &+ ones &* UInt64(0x80 - k)) & high }
+        let lower = w | 0x2020_2020_2020_2020
+        let decimal = atLeast(w, UInt8(ascii: "0")) & ~atLeast(w, UInt8(ascii: "9") + 1)
+        let letter = atLeast(lower, UInt8(ascii: "a")) & ~atLeast(lower, UInt8(ascii: "f") + 1)
+        return decimal | letter == high
     }
 
     /// A non-empty hex number that fits in 64 bits (leading zeros allowed), else nil.

@@ -72,20 +72,15 @@ struct PacketDecoder: Sendable {
     /// `M` or `X` packet is one scan and one append, not 128 Ki state-machine steps) and
     /// returns the index of that byte, or the end of the buffer.
     private mutating func takePayload(_ buffer: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
-        var i = start
-        var added: UInt32 = 0
-        while i < buffer.count {
-            let b = buffer[i]
-            if b == UInt8(ascii: "#") || b == UInt8(ascii: "$") { break }
-            added &+= UInt32(b)
-            i += 1
-        }
-        sum &+= UInt8(truncatingIfNeeded: added)
-        let room = max(0, maximumPacketSize - raw.count)
-        let taken = min(room, i - start)
+        let rest = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: buffer[start...]))
+        let end = start + min(ByteScan.firstIndex(of: UInt8(ascii: "#"), in: rest) ?? rest.count,
+                              ByteScan.firstIndex(of: UInt8(ascii: "$"), in: rest) ?? rest.count)
+        let payload = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: buffer[start..<end]))
+        sum &+= ByteScan.sum(payload)
+        let taken = min(max(0, maximumPacketSize - raw.count), payload.count)
         raw.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[start..<start + taken]))
-        if taken < i - start { oversized = true }
-        return i
+        if taken < payload.count { oversized = true }
+        return end
     }
 
     /// Feeds one byte; returns the event it completed, if any.
@@ -142,12 +137,14 @@ struct PacketDecoder: Sendable {
     /// and `x*n` stands for `x` followed by n - 29 more copies of it.
     static func expand(_ raw: [UInt8], limit: Int) -> PacketEvent {
         // Fast path: most packets use neither.
-        if !raw.contains(UInt8(ascii: "}")) && !raw.contains(UInt8(ascii: "*")) {
+        let hasEscape = raw.withUnsafeBytes { ByteScan.firstIndex(of: UInt8(ascii: "}"), in: $0) != nil }
+        let hasRunLength = raw.withUnsafeBytes { ByteScan.firstIndex(of: UInt8(ascii: "*"), in: $0) != nil }
+        if !hasEscape && !hasRunLength {
             return .packet(raw)
         }
         // One pass into a buffer of the raw size (escapes only shrink the data); run lengths,
         // which may grow it, take the slower appending path.
-        if !raw.contains(UInt8(ascii: "*")) {
+        if !hasRunLength {
             var dangling = false
             let out = [UInt8](unsafeUninitializedCapacity: raw.count) { out, initialized in
                 raw.withUnsafeBufferPointer { raw in

@@ -50,6 +50,38 @@ import Testing
         }
     }
 
+    /// The SIMD steps and the tail: every length, upper and lower case, and a bad byte at
+    /// every position.
+    @Test func hexDecodingOfEveryLength() {
+        let data = (0..<100).map { UInt8(truncatingIfNeeded: $0 &* 151 &+ 7) }
+        for length in 0...data.count {
+            let text = Hex.encode(data.prefix(length))
+            #expect(Hex.decode(text[...]) == Array(data.prefix(length)))
+            #expect(Hex.decode(Array(String(decoding: text, as: UTF8.self).uppercased().utf8)[...]) == Array(data.prefix(length)))
+        }
+        let text = Hex.encode(data.prefix(40))
+        for position in text.indices {
+            for bad in [UInt8(ascii: "g"), UInt8(ascii: "G"), UInt8(ascii: "/"), UInt8(ascii: ":"), UInt8(ascii: "@"),
+                        UInt8(ascii: "`"), 0x00, 0xFF, UInt8(ascii: "p") | 0x80] {
+                var broken = text
+                broken[position] = bad
+                #expect(Hex.decode(broken[...]) == nil, "byte \(bad) at \(position)")
+            }
+        }
+    }
+
+    @Test func checksumsAndScansOfEveryLength() {
+        let data = (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 4) } + [UInt8](repeating: 0xFF, count: 9000)
+        for length in Array(0...40) + [4095, 4096, 4097, 8191, 14000] {
+            let prefix = Array(data.prefix(length))
+            #expect(prefix.withUnsafeBytes { ByteScan.sum($0) } == prefix.reduce(UInt8(0)) { $0 &+ $1 }, "length \(length)")
+        }
+        data.withUnsafeBytes { raw in
+            #expect(ByteScan.firstIndex(of: data[4321], in: raw) == data.firstIndex(of: data[4321]))
+            #expect(ByteScan.firstIndex(of: 0xFF, in: UnsafeRawBufferPointer(rebasing: raw[0..<0])) == nil)
+        }
+    }
+
     @Test func mRepliesGoOutFramedInOnePiece() {
         let h = Harness()
         let out = h.session.receive(gdbPacket("m1000,10000"))
