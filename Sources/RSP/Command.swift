@@ -32,6 +32,10 @@ enum Command: Equatable, Sendable {
     case readMemory(address: UInt64, length: Int, binary: Bool)
     /// `M addr,len:hex` and `X addr,len:binary`; the bytes already match the length.
     case writeMemory(address: UInt64, bytes: [UInt8])
+    /// `qSearch:memory:addr;len;pattern` (gdb's `find`); the pattern is binary.
+    case searchMemory(address: UInt64, length: UInt64, pattern: [UInt8])
+    /// `qCRC:addr,len` (gdb's `compare-sections`).
+    case crc(address: UInt64, length: UInt64)
     /// `c [addr]`, `C sig[;addr]`
     case `continue`(signal: UInt8?, address: UInt64?)
     /// `s [addr]`, `S sig[;addr]`

@@ -211,11 +211,27 @@ extension Command {
             guard case .thread(let id)? = parseThread(args) else { return .malformed("bad thread id") }
             return .threadExtraInfo(id)
         }
+        if let args = suffix(p, after: "qSearch:memory:") { return parseSearch(args) }
+        if let args = suffix(p, after: "qCRC:") {
+            guard let (a, l) = split(args, at: ","), let address = Hex.parseUInt64(a), let length = Hex.parseUInt64(l) else {
+                return .malformed("expected 'qCRC:addr,len'")
+            }
+            return .crc(address: address, length: length)
+        }
         if let args = suffix(p, after: "qRcmd,") {
             guard let text = Hex.decode(args) else { return .malformed("bad monitor command hex") }
             return .monitor(String(decoding: text, as: UTF8.self))
         }
         return .unknown(describe(p))
+    }
+
+    /// `addr;len;pattern`: the pattern is binary and may itself contain `;`.
+    private static func parseSearch(_ args: ArraySlice<UInt8>) -> Command {
+        guard let (a, rest) = split(args, at: ";"), let (l, pattern) = split(rest, at: ";"),
+              let address = Hex.parseUInt64(a), let length = Hex.parseUInt64(l)
+        else { return .malformed("expected 'qSearch:memory:addr;len;pattern'") }
+        guard !pattern.isEmpty else { return .malformed("qSearch:memory with an empty pattern") }
+        return .searchMemory(address: address, length: length, pattern: Array(pattern))
     }
 
     /// `off,len` of a qXfer request.

@@ -49,10 +49,38 @@ struct PacketDecoder: Sendable {
     /// Feeds a chunk of the stream and returns every event it completed, in order.
     mutating func feed(_ bytes: some Sequence<UInt8>) -> [PacketEvent] {
         var events: [PacketEvent] = []
-        for byte in bytes {
-            if let event = feed(byte) { events.append(event) }
+        let contiguous: Void? = bytes.withContiguousStorageIfAvailable { buffer in
+            var i = 0
+            while i < buffer.count {
+                if case .payload = state {
+                    i = takePayload(buffer, from: i)
+                    if i == buffer.count { break }
+                }
+                if let event = feed(buffer[i]) { events.append(event) }
+                i += 1
+            }
+        }
+        if contiguous == nil {
+            for byte in bytes {
+                if let event = feed(byte) { events.append(event) }
+            }
         }
         return events
+    }
+
+    /// Inside a packet's payload: takes every byte up to the next `#` or `$` in one go (a 128 KiB
+    /// `M` or `X` packet is one scan and one append, not 128 Ki state-machine steps) and
+    /// returns the index of that byte, or the end of the buffer.
+    private mutating func takePayload(_ buffer: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
+        let rest = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: buffer[start...]))
+        let end = start + min(ByteScan.firstIndex(of: UInt8(ascii: "#"), in: rest) ?? rest.count,
+                              ByteScan.firstIndex(of: UInt8(ascii: "$"), in: rest) ?? rest.count)
+        let payload = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: buffer[start..<end]))
+        sum &+= ByteScan.sum(payload)
+        let taken = min(max(0, maximumPacketSize - raw.count), payload.count)
+        raw.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[start..<start + taken]))
+        if taken < payload.count { oversized = true }
+        return end
     }
 
     /// Feeds one byte; returns the event it completed, if any.
@@ -109,8 +137,34 @@ struct PacketDecoder: Sendable {
     /// and `x*n` stands for `x` followed by n - 29 more copies of it.
     static func expand(_ raw: [UInt8], limit: Int) -> PacketEvent {
         // Fast path: most packets use neither.
-        if !raw.contains(UInt8(ascii: "}")) && !raw.contains(UInt8(ascii: "*")) {
+        let hasEscape = raw.withUnsafeBytes { ByteScan.firstIndex(of: UInt8(ascii: "}"), in: $0) != nil }
+        let hasRunLength = raw.withUnsafeBytes { ByteScan.firstIndex(of: UInt8(ascii: "*"), in: $0) != nil }
+        if !hasEscape && !hasRunLength {
             return .packet(raw)
+        }
+        // One pass into a buffer of the raw size (escapes only shrink the data); run lengths,
+        // which may grow it, take the slower appending path.
+        if !hasRunLength {
+            var dangling = false
+            let out = [UInt8](unsafeUninitializedCapacity: raw.count) { out, initialized in
+                raw.withUnsafeBufferPointer { raw in
+                    var i = 0, n = 0
+                    while i < raw.count {
+                        let byte = raw[i]
+                        if byte == UInt8(ascii: "}") {
+                            guard i + 1 < raw.count else { dangling = true; break }
+                            out[n] = raw[i + 1] ^ 0x20
+                            i += 2
+                        } else {
+                            out[n] = byte
+                            i += 1
+                        }
+                        n += 1
+                    }
+                    initialized = n
+                }
+            }
+            return dangling ? .malformed("escape at end of packet") : .packet(out)
         }
         var out: [UInt8] = []
         out.reserveCapacity(raw.count)

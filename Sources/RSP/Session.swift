@@ -15,7 +15,7 @@ public final class Session {
     /// The largest packet we accept, advertised as `PacketSize` (hex). Also caps `m` replies.
     static let packetSize = 0x20000
     static let supportedReply = Array(
-        "PacketSize=20000;qXfer:features:read+;qXfer:threads:read+;QStartNoAckMode+;swbreak+;hwbreak+;vContSupported+".utf8)
+        "PacketSize=20000;qXfer:features:read+;qXfer:threads:read+;QStartNoAckMode+;swbreak+;hwbreak+;vContSupported+;binary-upload+".utf8)
     /// Advertised when the target decides breakpoint conditions and commands itself.
     static let agentFeatures = Array(";ConditionalBreakpoints+;BreakpointCommands+".utf8)
 
@@ -87,7 +87,12 @@ public final class Session {
             case .packet(let payload):
                 acknowledge(into: &out)
                 let command = Command(parsing: payload)
-                send(isRunning ? handleWhileRunning(command) : handle(command), into: &out)
+                if !isRunning, case .readMemory(let address, let length, let binary) = command {
+                    // Built already framed: no second pass over a 128 KiB reply.
+                    sendFramed(memoryReadReply(address: address, length: length, binary: binary, framed: true), into: &out)
+                } else {
+                    send(isRunning ? handleWhileRunning(command) : handle(command), into: &out)
+                }
             }
             if isClosed { break }
         }
@@ -132,6 +137,12 @@ public final class Session {
             lastPacket = PacketEncoder.frame(payload)
             out += lastPacket
         }
+    }
+
+    /// Sends a packet that is framed already; shares its storage when it is all there is to send.
+    func sendFramed(_ packet: [UInt8], into out: inout [UInt8]) {
+        lastPacket = packet
+        if out.isEmpty { out = packet } else { out += packet }
     }
 
     /// Text as `O` packets of at most 16 KiB of text each, well inside gdb's packet buffer.

@@ -51,7 +51,11 @@ extension Session {
                 return [Reply.ok]
             }
         case .readMemory(let address, let length, let binary):
-            return readMemory(address: address, length: length, binary: binary)
+            return [memoryReadReply(address: address, length: length, binary: binary, framed: false)]
+        case .searchMemory(let address, let length, let pattern):
+            return searchReply(address: address, length: length, pattern: pattern)
+        case .crc(let address, let length):
+            return crcReply(address: address, length: length)
         case .writeMemory(let address, let bytes):
             // gdb probes for `X` with a zero-length write.
             guard !bytes.isEmpty else { return [Reply.ok] }
@@ -251,23 +255,6 @@ extension Session {
             lastStop = .terminated(signal: Self.sigkill)
         } else {
             isClosed = true
-        }
-    }
-
-    private func readMemory(address: UInt64, length: Int, binary: Bool) -> [[UInt8]] {
-        // Keep the reply inside our packet size, and the range inside the address space.
-        var count = min(length, Self.packetSize / 2)
-        if count > 0 && UInt64(count - 1) > UInt64.max - address {
-            count = Int(UInt64.max - address) + 1
-        }
-        let prefix: [UInt8] = binary ? [UInt8(ascii: "b")] : []
-        guard count > 0 else { return [prefix] }
-        return attempt { () throws(TargetError) in
-            let bytes = try target.readMemory(address: address, count: count, thread: resolve(generalThread))
-            // Nothing readable must be an error: an empty `m` reply would read as "unsupported".
-            guard !bytes.isEmpty else { return [Reply.error(14)] }
-            let data = bytes.prefix(count)
-            return [binary ? prefix + data : Hex.encode(data)]
         }
     }
 

@@ -83,6 +83,25 @@ public protocol Target: AnyObject {
     /// Returns the original bytes where software breakpoints are planted.
     func readMemory(address: UInt64, count: Int, thread: ThreadID) throws(TargetError) -> [UInt8]
     func writeMemory(_ bytes: [UInt8], address: UInt64, thread: ThreadID) throws(TargetError)
+    /// `readMemory` into a caller's buffer (the `m`/`x` replies, `qSearch`, `qCRC`): returns how
+    /// many bytes it read from the start, fewer than `buffer.count` when the range runs into
+    /// unmapped memory; 0 or a throw when nothing is readable. Defaults to `readMemory`.
+    func readMemory(address: UInt64, into buffer: UnsafeMutableRawBufferPointer,
+                    thread: ThreadID) throws(TargetError) -> Int
+    /// The bytes of [address, address + count) handed to `body` in order, in pieces, straight
+    /// from where the target keeps them (the `m`/`x` replies are encoded from there, without a
+    /// copy); a planted breakpoint's original byte comes as a piece of its own. Returns how many
+    /// bytes it handed over, fewer at unmapped memory; 0 or a throw when nothing is readable.
+    /// Defaults to `readMemory(into:)` through a buffer.
+    func readMemory(address: UInt64, count: Int, thread: ThreadID,
+                    pieces body: (UnsafeRawBufferPointer) -> Void) throws(TargetError) -> Int
+    /// `qSearch:memory`: the first address in [address, address + length) where `pattern`
+    /// starts and ends; nil when there is none; throws when memory the search must read is
+    /// unreadable. Defaults to a search over `readMemory(into:)`.
+    func searchMemory(address: UInt64, length: UInt64, pattern: [UInt8], thread: ThreadID) throws(TargetError) -> UInt64?
+    /// `qCRC`: gdb's CRC-32 of [address, address + length); throws when part is unreadable.
+    /// Defaults to a computation over `readMemory(into:)`.
+    func crc32(address: UInt64, length: UInt64, thread: ThreadID) throws(TargetError) -> UInt32
 
     func insertBreakpoint(_ kind: BreakpointKind, address: UInt64, length: Int) throws(TargetError)
     func removeBreakpoint(_ kind: BreakpointKind, address: UInt64, length: Int) throws(TargetError)
@@ -118,5 +137,38 @@ extension Target {
 
     public func stopRegisters(thread: ThreadID) throws(TargetError) -> X86_64Registers {
         try readRegisters(thread: thread)
+    }
+
+    public func readMemory(address: UInt64, into buffer: UnsafeMutableRawBufferPointer,
+                           thread: ThreadID) throws(TargetError) -> Int {
+        guard !buffer.isEmpty else { return 0 }
+        let bytes = try readMemory(address: address, count: buffer.count, thread: thread)
+        let n = min(bytes.count, buffer.count)
+        // SAFETY: n bytes fit both the array and the buffer.
+        bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: n) }
+        return n
+    }
+
+    public func readMemory(address: UInt64, count: Int, thread: ThreadID,
+                           pieces body: (UnsafeRawBufferPointer) -> Void) throws(TargetError) -> Int {
+        guard count > 0 else { return 0 }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 16)
+        defer { buffer.deallocate() }
+        let n = min(count, try readMemory(address: address, into: buffer, thread: thread))
+        if n > 0 { body(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) }
+        return n
+    }
+
+    public func searchMemory(address: UInt64, length: UInt64, pattern: [UInt8],
+                             thread: ThreadID) throws(TargetError) -> UInt64? {
+        try MemorySearch.find(pattern, address: address, length: length) { (at, buffer) throws(TargetError) in
+            try readMemory(address: at, into: buffer, thread: thread)
+        }
+    }
+
+    public func crc32(address: UInt64, length: UInt64, thread: ThreadID) throws(TargetError) -> UInt32 {
+        try CRC32.gdb(address: address, length: length) { (at, buffer) throws(TargetError) in
+            try readMemory(address: at, into: buffer, thread: thread)
+        }
     }
 }

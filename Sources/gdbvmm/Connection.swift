@@ -75,7 +75,13 @@ final class Connection {
     /// Queues `bytes` and writes what the peer takes now; false if the peer went away or has
     /// left more than `outputLimit` unread (then `overflowed` is set).
     func send(_ bytes: [UInt8]) -> Bool {
-        output += bytes
+        // Nothing queued: share the reply's storage instead of copying 128 KiB.
+        if pendingOutput == 0 {
+            output = bytes
+            outputStart = 0
+        } else {
+            output += bytes
+        }
         guard flush() else { return false }
         if pendingOutput > Connection.outputLimit {
             overflowed = true

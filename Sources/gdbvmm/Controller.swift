@@ -29,6 +29,8 @@ final class Controller {
     var registerCache: [Int: CachedRegisters] = [:]
     /// The guest CPU's register sets (from its CPUID), read on first use: see KVMTarget.
     var registerSourcesRead: RegisterSources?
+    /// The VMM's own time per request, stop and KVM_RUN (`monitor info timing`).
+    var timing = VMMTiming()
     /// Standard input feeds the guest's serial port while it is the console (until its end).
     var consoleInput: Int32?
     /// QEMU's single-step flags (`Qqemu.sstep`): QEMU's default, ENABLE | NOIRQ.

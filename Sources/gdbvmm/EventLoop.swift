@@ -94,6 +94,9 @@ extension Controller {
             let spinUntil = DispatchTime.now().uptimeNanoseconds + Controller.spinNanoseconds
             repeat {
                 n = poll(&fds, nfds_t(fds.count), 0)
+                // On a busy host, the CPU this spin holds is the one gdb needs to send that
+                // packet: give it up at once when another thread wants it.
+                if n == 0 { sched_yield() }
             } while n == 0 && DispatchTime.now().uptimeNanoseconds < spinUntil
         }
         if n == 0 { n = poll(&fds, nfds_t(fds.count), timeout) }
@@ -108,7 +111,11 @@ extension Controller {
         func revents(_ wanted: (Source) -> Bool) -> Int16 {
             zip(fds, sources).reduce(Int16(0)) { wanted($1.1) ? $0 | $1.0.revents : $0 }
         }
-        if revents({ if case .stops = $0 { return true }; return false }) != 0 { handleStops() }
+        if revents({ if case .stops = $0 { return true }; return false }) != 0 {
+            let started = monotonicNow()
+            handleStops()
+            timing.stop(from: started)
+        }
         if finalStatus != nil { return }
         if revents({ if case .signals = $0 { return true }; return false }) != 0, let number = TerminationSignals.received() {
             finalStatus = 128 + number
@@ -157,8 +164,12 @@ extension Controller {
         var consumed = 0
         for reads in 0... {
             guard let connection, draining ? consumed < 16 << 20 : reads < 16 else { return }
+            let started = monotonicNow()
             switch connection.receive() {
-            case .bytes(let bytes): consumed += bytes.count; feed(bytes)
+            case .bytes(let bytes):
+                consumed += bytes.count
+                let replied = feed(bytes)
+                timing.exchange(from: started, replied: replied)
             case .none: return
             case .closed: disconnected(); return
             }
@@ -203,15 +214,18 @@ extension Controller {
                           extensions: registerSources.extensions)
     }
 
-    private func feed(_ bytes: [UInt8]) {
-        guard let session, connection != nil else { return }
+    /// Returns whether the bytes produced a reply (for `timing`).
+    @discardableResult
+    private func feed(_ bytes: [UInt8]) -> Bool {
+        guard let session, connection != nil else { return false }
         let reply = session.receive(bytes)
-        if !reply.isEmpty && !transmit(reply) { return }
+        if !reply.isEmpty && !transmit(reply) { return true }
         if let stop = syntheticStop {
             syntheticStop = nil
             deliver(stop)
         }
         if self.session === session && session.isClosed { sessionEnded() }
+        return !reply.isEmpty
     }
 
     func deliver(_ event: StopEvent) {

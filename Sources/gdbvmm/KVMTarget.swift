@@ -82,6 +82,28 @@ extension Controller: Target {
         return bytes
     }
 
+    /// Straight from the guest RAM mapping into the reply's buffer (one copy per physically
+    /// contiguous run); `qSearch` and `qCRC` read through this too.
+    func readMemory(address: UInt64, into buffer: UnsafeMutableRawBufferPointer, thread: ThreadID) throws(TargetError) -> Int {
+        let index = try vcpuIndex(thread)
+        do {
+            return try machine.readMemory(address, into: buffer, vcpu: index)
+        } catch {
+            throw .message("\(error)")
+        }
+    }
+
+    /// The `m`/`x` replies: encoded from the guest RAM mapping itself, no copy in between.
+    func readMemory(address: UInt64, count: Int, thread: ThreadID,
+                    pieces body: (UnsafeRawBufferPointer) -> Void) throws(TargetError) -> Int {
+        let index = try vcpuIndex(thread)
+        do {
+            return try machine.readMemory(address, count: count, vcpu: index, pieces: body)
+        } catch {
+            throw .message("\(error)")
+        }
+    }
+
     func writeMemory(_ bytes: [UInt8], address: UInt64, thread: ThreadID) throws(TargetError) {
         let index = try vcpuIndex(thread)
         do {

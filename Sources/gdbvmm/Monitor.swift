@@ -23,6 +23,8 @@ extension Controller {
                                 the same as QEMU's maint packet Qqemu.PhyMemMode:1 or :0
           system_reset          back to the image's entry state; breakpoints are kept
           exits reset           clear the exit counters
+          info timing           the VMM's time per gdb request, per stop, and inside KVM_RUN
+          timing reset          restart those timers
           quit                  end the VM (gdbvmm exits with status 0)
 
         """
@@ -58,6 +60,10 @@ extension Controller {
             } catch {
                 return "system_reset failed: \(error)\n"
             }
+        case ("info", "timing"): return timingReport()
+        case ("timing", "reset"):
+            resetTiming()
+            return "timers restarted\n"
         case ("exits", "reset"):
             machine.statistics.reset()
             return "exit counters cleared\n"

@@ -100,12 +100,23 @@ private func isMalformed(_ command: Command) -> Bool {
         #expect(parse("vKill;a410") == .vKill)
     }
 
+    @Test func searchAndCRC() {
+        #expect(parse("qCRC:100000,2000") == .crc(address: 0x100000, length: 0x2000))
+        #expect(parse("qCRC:0,ffffffffffffffff") == .crc(address: 0, length: UInt64.max))
+        #expect(parse("qCRC:1") == .malformed("expected 'qCRC:addr,len'"))
+        #expect(parse("qSearch:memory:1000;800000;ab;c") == .searchMemory(address: 0x1000, length: 0x80_0000,
+                                                                          pattern: Array("ab;c".utf8)))
+        #expect(parse("qSearch:memory:1000;800000;") == .malformed("qSearch:memory with an empty pattern"))
+        #expect(parse("qSearch:memory:1000;ab") == .malformed("expected 'qSearch:memory:addr;len;pattern'"))
+        #expect(parse("qSearch:memory:;1;a") == .malformed("expected 'qSearch:memory:addr;len;pattern'"))
+    }
+
     @Test func unknownPacketsKeepTheirText() {
         #expect(parse("qTfV") == .unknown("qTfV"))
         #expect(parse("vFile:open:2f,0,0") == .unknown("vFile:open:2f,0,0"))
         #expect(parse("QNonStop:1") == .unknown("QNonStop:1"))
         #expect(parse("qXfer:auxv:read::0,100") == .unknown("qXfer:auxv:read::0,100"))
-        #expect(parse("qCRC:0,1") == .unknown("qCRC:0,1"))
+        #expect(parse("qGetTLSAddr:1,2,3") == .unknown("qGetTLSAddr:1,2,3"))
         #expect(parse("Hs1") == .unknown("Hs1"))
         #expect(parse("") == .unknown(""))
         if case .unknown(let text) = parse("v" + String(repeating: "x", count: 10_000)) {

@@ -81,6 +81,30 @@ final class FakeTarget: Target {
         return Array(memory[start..<min(start + count, memory.count)])
     }
 
+    /// When set, `readMemory(pieces:)` hands memory over in pieces of at most this size (as the
+    /// KVM target does around planted breakpoints and physical runs).
+    var pieceSize: Int?
+
+    func readMemory(address: UInt64, count: Int, thread: ThreadID,
+                    pieces body: (UnsafeRawBufferPointer) -> Void) throws(TargetError) -> Int {
+        guard let pieceSize else {
+            let bytes = try readMemory(address: address, count: count, thread: thread)
+            bytes.withUnsafeBytes { body($0) }
+            return bytes.count
+        }
+        let bytes = try readMemory(address: address, count: count, thread: thread)
+        var offset = 0
+        bytes.withUnsafeBytes { raw in
+            while offset < raw.count {
+                let n = min(pieceSize, raw.count - offset)
+                body(UnsafeRawBufferPointer(rebasing: raw[offset..<offset + n]))
+                body(UnsafeRawBufferPointer(rebasing: raw[offset + n..<offset + n]))  // an empty piece
+                offset += n
+            }
+        }
+        return bytes.count
+    }
+
     func writeMemory(_ bytes: [UInt8], address: UInt64, thread: ThreadID) throws(TargetError) {
         if let failure { throw failure }
         guard address >= Self.memoryBase, Int(address - Self.memoryBase) + bytes.count <= memory.count else {

@@ -19,7 +19,7 @@ import Testing
         t.registers[1]?.gpr[1] = 0x5555_6666_7777_8888  // rbx: ebx
         t.registers[1]?.rip = 0xffff_ffff_0010_0000
         #expect(h.send("qSupported:multiprocess+;swbreak+;hwbreak+;qRelocInsn+;fork-events+;vfork-events+;exec-events+;vContSupported+;QThreadEvents+;no-resumed+;memory-tagging+;xmlRegisters=i386")
-                == ["+", "PacketSize=20000;qXfer:features:read+;qXfer:threads:read+;QStartNoAckMode+;swbreak+;hwbreak+;vContSupported+"])
+                == ["+", "PacketSize=20000;qXfer:features:read+;qXfer:threads:read+;QStartNoAckMode+;swbreak+;hwbreak+;vContSupported+;binary-upload+"])
         #expect(h.send("QStartNoAckMode") == ["+", "OK"])
         #expect(h.send("Hg0") == ["OK"])
         let xml = try #require(h.send("qXfer:features:read:target.xml:0,1fffb").first)

@@ -46,7 +46,7 @@ private func hexText(_ s: String) -> String { String(decoding: Hex.encode(Array(
         let t = h.target
         #expect(h.raw(Array("+".utf8)) == [])
         #expect(h.send("qSupported:multiprocess+;swbreak+;hwbreak+;qRelocInsn+;fork-events+;vfork-events+;exec-events+;vContSupported+;QThreadEvents+;no-resumed+;memory-tagging+;xmlRegisters=i386")
-                == ["+", "PacketSize=20000;qXfer:features:read+;qXfer:threads:read+;QStartNoAckMode+;swbreak+;hwbreak+;vContSupported+"])
+                == ["+", "PacketSize=20000;qXfer:features:read+;qXfer:threads:read+;QStartNoAckMode+;swbreak+;hwbreak+;vContSupported+;binary-upload+"])
         #expect(h.send("vMustReplyEmpty") == ["+", ""])
         #expect(h.send("QStartNoAckMode") == ["+", "OK"])
         #expect(h.raw(Array("+".utf8)) == [])

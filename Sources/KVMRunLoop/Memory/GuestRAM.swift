@@ -40,4 +40,18 @@ public final class GuestRAM: PhysicalMemory, @unchecked Sendable {
         // SAFETY: the range was checked to lie inside the mapping; bytes is non-empty.
         bytes.withUnsafeBytes { (base + Int(address)).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
     }
+
+    public func copy(at address: UInt64, count: Int, to destination: UnsafeMutableRawPointer) throws(MemoryError) {
+        guard contains(address, count: count) else { throw .outOfRange(address: address, count: count) }
+        // SAFETY: the range was checked to lie inside the mapping; the caller provides `count`
+        // writable bytes at destination.
+        destination.copyMemory(from: base + Int(address), byteCount: count)
+    }
+
+    public func copy(from source: UnsafeRawPointer, count: Int, to address: UInt64) throws(MemoryError) {
+        guard contains(address, count: count) else { throw .outOfRange(address: address, count: count) }
+        // SAFETY: the range was checked to lie inside the mapping; the caller provides `count`
+        // readable bytes at source.
+        (base + Int(address)).copyMemory(from: source, byteCount: count)
+    }
 }

@@ -7,6 +7,11 @@ public protocol PhysicalMemory: AnyObject, Sendable {
     func read(at address: UInt64, count: Int) throws(MemoryError) -> [UInt8]
     /// Writes `bytes` at `address`; throws `.outOfRange` unless the whole range is RAM.
     func write(_ bytes: [UInt8], at address: UInt64) throws(MemoryError)
+    /// Copies `count` bytes at `address` to `destination` without an intermediate array (the
+    /// debugger's memory reads and the page walker's entry loads); throws like `read`.
+    func copy(at address: UInt64, count: Int, to destination: UnsafeMutableRawPointer) throws(MemoryError)
+    /// Copies `count` bytes from `source` to `address`; throws like `write`.
+    func copy(from source: UnsafeRawPointer, count: Int, to address: UInt64) throws(MemoryError)
 }
 
 public enum MemoryError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -22,6 +27,18 @@ public enum MemoryError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 extension PhysicalMemory {
+    /// Through `read`: correct for any memory, fast only where the conformer overrides it.
+    public func copy(at address: UInt64, count: Int, to destination: UnsafeMutableRawPointer) throws(MemoryError) {
+        let bytes = try read(at: address, count: count)
+        // SAFETY: the caller provides `count` writable bytes at destination; bytes has count.
+        bytes.withUnsafeBytes { if let base = $0.baseAddress { destination.copyMemory(from: base, byteCount: count) } }
+    }
+
+    public func copy(from source: UnsafeRawPointer, count: Int, to address: UInt64) throws(MemoryError) {
+        // SAFETY: the caller provides `count` readable bytes at source.
+        try write(Array(UnsafeRawBufferPointer(start: source, count: count)), at: address)
+    }
+
     public func readU16(at address: UInt64) throws(MemoryError) -> UInt16 {
         UInt16(truncatingIfNeeded: try readLittleEndian(at: address, count: 2))
     }
@@ -42,10 +59,13 @@ extension PhysicalMemory {
     }
 
     private func readLittleEndian(at address: UInt64, count: Int) throws(MemoryError) -> UInt64 {
-        let bytes = try read(at: address, count: count)
         var value: UInt64 = 0
-        for (i, byte) in bytes.enumerated() { value |= UInt64(byte) << (8 * UInt64(i)) }
-        return value
+        // SAFETY: count <= 8, the size of `value`; x86 is little-endian, so the low bytes
+        // of `value` receive the bytes in memory order.
+        try withUnsafeMutableBytes(of: &value) { (raw) throws(MemoryError) in
+            try copy(at: address, count: count, to: raw.baseAddress!)
+        }
+        return UInt64(littleEndian: value)
     }
 }
 

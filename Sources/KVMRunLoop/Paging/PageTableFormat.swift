@@ -87,6 +87,18 @@ struct PageTableFormat {
         return virtual | ~((1 << virtualBits) - 1)
     }
 
+    /// Reads the one entry at `address` without allocating (a translation reads one per level);
+    /// nil if it is not in RAM.
+    func readEntry(at address: UInt64, memory: any PhysicalMemory) -> UInt64? {
+        var entry: UInt64 = 0
+        // SAFETY: entrySize (4 or 8) bytes are copied into the 8 bytes of `entry`; x86 is
+        // little-endian, so a 4-byte entry lands in its low half.
+        let ok = withUnsafeMutableBytes(of: &entry) { raw in
+            (try? memory.copy(at: address, count: entrySize, to: raw.baseAddress!)) != nil
+        }
+        return ok ? UInt64(littleEndian: entry) : nil
+    }
+
     /// Reads `count` consecutive entries starting at `address`; nil if they are not all in RAM.
     func readEntries(at address: UInt64, count: Int, memory: any PhysicalMemory) -> [UInt64]? {
         guard let bytes = try? memory.read(at: address, count: count * entrySize) else { return nil }

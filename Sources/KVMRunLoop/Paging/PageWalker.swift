@@ -16,8 +16,7 @@ public enum PageWalker {
         var writable = true, user = true, executable = true
         for (depth, level) in format.levels.enumerated() {
             let index = (virtual >> level.shift) & UInt64(level.entries - 1)
-            guard let entry = format.readEntries(at: table + index * UInt64(format.entrySize), count: 1,
-                                                 memory: memory)?.first,
+            guard let entry = format.readEntry(at: table + index * UInt64(format.entrySize), memory: memory),
                   entry & PageEntry.present != 0 else { return nil }
             let large = entry & PageEntry.largePage != 0
             if large && level.largePageReserved { return nil }
