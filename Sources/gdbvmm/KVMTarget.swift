@@ -119,6 +119,7 @@ extension Controller: Target {
             switch action {
             case .continue: modes[index] = .run
             case .step: modes[index] = .step
+            case .rangeStep(let start, let end): modes[index] = .rangeStep(start: start, end: end)
             case .stop: break
             }
         }
