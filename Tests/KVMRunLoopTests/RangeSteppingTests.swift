@@ -148,18 +148,28 @@ struct RangeStepperTests {
 
     let nops: (UInt64, Int) -> [UInt8] = { _, count in [UInt8](repeating: 0x90, count: count) }
 
-    @Test("step once, run to the fall-out (linear: CS base added), report a step when the pc leaves")
+    @Test("straight from the pc to the fall-out (linear: CS base added), report a step when the pc leaves")
     func straightLine() {
         var s = stepper()
-        #expect(s.next(after: nil, rip: 0x1000, csBase: 0x10000, mode: .long64, code: nops) == .step)
-        #expect(s.next(after: .stepped, rip: 0x1001, csBase: 0x10000, mode: .long64, code: nops) == .run(toLinear: [0x11020]))
+        #expect(s.next(after: nil, rip: 0x1000, csBase: 0x10000, mode: .long64, code: nops) == .run(toLinear: [0x11020]))
         s.rangeSlots = [0]
         #expect(s.next(after: .hardwareBreakpoint(slot: 0), rip: 0x1020, csBase: 0x10000, mode: .long64, code: nops)
                 == .report(.stepped))
         #expect(s.sweeps == 1)
     }
 
-    @Test("the first step may leave the range at once; an empty range is one step")
+    @Test("the first piece is a step from an exit or from outside the range")
+    func firstPieceSteps() {
+        let ret: (UInt64, Int) -> [UInt8] = { _, count in [0xC3] + [UInt8](repeating: 0x90, count: count - 1) }
+        var s = stepper()
+        #expect(s.next(after: nil, rip: 0x1000, csBase: 0, mode: .long64, code: ret) == .step)
+        var t = stepper()
+        #expect(t.next(after: nil, rip: 0x3000, csBase: 0, mode: .long64, code: nops) == .step)
+        #expect(t.next(after: .stepped, rip: 0x3001, csBase: 0, mode: .long64, code: nops) == .report(.stepped))
+        #expect(t.sweeps == 0)
+    }
+
+    @Test("a step may leave the range at once; an empty range is one step")
     func leavesAtOnce() {
         var s = stepper()
         _ = s.next(after: nil, rip: 0x1000, csBase: 0, mode: .long64, code: nops)
@@ -178,12 +188,11 @@ struct RangeStepperTests {
             return Array(bytes[Int(linear - 0x1000)...].prefix(count))
         }
         var s = stepper()
-        _ = s.next(after: nil, rip: 0x1000, csBase: 0, mode: .long64, code: code)
-        #expect(s.next(after: .stepped, rip: 0x1001, csBase: 0, mode: .long64, code: code) == .run(toLinear: [0x1004, 0x1020]))
+        #expect(s.next(after: nil, rip: 0x1002, csBase: 0, mode: .long64, code: code) == .run(toLinear: [0x1004, 0x1020]))
         s.rangeSlots = [0, 1]
         #expect(s.next(after: .hardwareBreakpoint(slot: 0), rip: 0x1004, csBase: 0, mode: .long64, code: code) == .step)
         // The ret came back into the range, to an instruction the sweep knows.
-        #expect(s.next(after: .stepped, rip: 0x1002, csBase: 0, mode: .long64, code: code) == .run(toLinear: [0x1004, 0x1020]))
+        #expect(s.next(after: .stepped, rip: 0x1003, csBase: 0, mode: .long64, code: code) == .run(toLinear: [0x1004, 0x1020]))
         #expect(s.sweeps == 1)
         #expect(s.next(after: .stepped, rip: 0x1005, csBase: 0, mode: .long64, code: code) == .run(toLinear: [0x1004, 0x1020]))
         #expect(s.sweeps == 1)
@@ -247,21 +256,36 @@ struct RangeSteppingThreadTests {
                 hardwareBreakpoints: [], blockIRQ: true, watchByStepping: false)
     }
 
-    @Test("a straight-line range: one step, one run to a debug register at the end, one stop")
+    @Test("a straight-line range: one run to a debug register at its end, one stop")
     func straightLine() {
         env.code = [UInt8](repeating: 0x90, count: 15)
-        let backend = ScriptedVCPU(script: [.debug(exception: 1, pc: 0x1001, dr6: 0x4000, dr7: 0),
-                                            .debug(exception: 1, pc: 0x1100, dr6: 0x1, dr7: 0)])
+        let backend = ScriptedVCPU(script: [.debug(exception: 1, pc: 0x1100, dr6: 0x1, dr7: 0)])
         backend.regs.rip = 0x1000
-        backend.beforeRun = { [backend] n in backend.regs.rip = n == 1 ? 0x1001 : 0x1100 }
+        backend.beforeRun = { [backend] _ in backend.regs.rip = 0x1100 }
         let thread = makeThread(backend)
         thread.resume(plan(0x1000, 0x1100))
         thread.waitUntilParked()
         #expect(posted.all == [.stepped])
-        let debug = backend.snapshot.guestDebug
-        let step = UInt32(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP | KVM_GUESTDBG_BLOCKIRQ)
         let run = UInt32(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP | KVM_GUESTDBG_BLOCKIRQ)
-        #expect(debug == [step, run])
+        #expect(backend.snapshot.guestDebug == [run])
+        #expect(backend.snapshot.runs == 1)
+        thread.finish()
+    }
+
+    @Test("a range that starts on an exit: one step, then a run to the rest")
+    func startsOnExit() {
+        // A ret at every address: each is an exit, so every piece is a single step.
+        env.code = [UInt8](repeating: 0xC3, count: 15)
+        let backend = ScriptedVCPU(script: [.debug(exception: 1, pc: 0x1001, dr6: 0x4000, dr7: 0),
+                                            .debug(exception: 1, pc: 0x2000, dr6: 0x4000, dr7: 0)])
+        backend.regs.rip = 0x1000
+        backend.beforeRun = { [backend] n in backend.regs.rip = n == 1 ? 0x1001 : 0x2000 }
+        let thread = makeThread(backend)
+        thread.resume(plan(0x1000, 0x1100))
+        thread.waitUntilParked()
+        #expect(posted.all == [.stepped])
+        let step = UInt32(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP | KVM_GUESTDBG_BLOCKIRQ)
+        #expect(backend.snapshot.guestDebug == [step, step])
         #expect(backend.snapshot.runs == 2)
         thread.finish()
     }
@@ -269,13 +293,12 @@ struct RangeSteppingThreadTests {
     @Test("a pause while the range runs at full speed ends it as a pause")
     func paused() {
         env.code = [UInt8](repeating: 0x90, count: 15)
-        let backend = ScriptedVCPU(script: [.debug(exception: 1, pc: 0x1001, dr6: 0x4000, dr7: 0)])
+        let backend = ScriptedVCPU(script: [])
         backend.regs.rip = 0x1000
-        backend.beforeRun = { [backend] n in if n == 1 { backend.regs.rip = 0x1001 } }
         let thread = makeThread(backend)
         thread.resume(plan(0x1000, 0x1100))
-        // The second run has no scripted exit: the guest "runs" until kicked.
-        while backend.snapshot.runs < 2 { usleep(1000) }
+        // No scripted exit: the guest "runs" until kicked.
+        while backend.snapshot.runs < 1 { usleep(1000) }
         thread.requestPause()
         thread.waitUntilParked()
         #expect(posted.all == [.interrupted])
@@ -286,10 +309,8 @@ struct RangeSteppingThreadTests {
     func exitInside() {
         env.code = [UInt8](repeating: 0x90, count: 15)
         env.exitOnPort = 0xF4
-        let backend = ScriptedVCPU(script: [.debug(exception: 1, pc: 0x1001, dr6: 0x4000, dr7: 0),
-                                            .io(IOAccess(isOut: true, port: 0xF4, size: 1, data: [3]))])
+        let backend = ScriptedVCPU(script: [.io(IOAccess(isOut: true, port: 0xF4, size: 1, data: [3]))])
         backend.regs.rip = 0x1000
-        backend.beforeRun = { [backend] n in if n == 1 { backend.regs.rip = 0x1001 } }
         let thread = makeThread(backend)
         thread.resume(plan(0x1000, 0x1100))
         thread.waitUntilParked()

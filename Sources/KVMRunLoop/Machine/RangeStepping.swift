@@ -142,8 +142,9 @@ public enum DebugRegisterAllocation {
 
 /// The decisions of one range step, apart from the vCPU: after each piece of the run (a single
 /// step, or a run to breakpoints) it is told how that piece ended and where the vCPU is, and
-/// says what comes next. The first piece is always a single step ("step once, then keep
-/// stepping while in the range").
+/// says what comes next. gdb's rule is "step once, then keep stepping while in the range"; from
+/// a pc inside the range that is no exit, a run to the exits does the same with one exit less
+/// (a short line then costs a single KVM_RUN). From anywhere else the first piece is a step.
 public struct RangeStepper: Sendable {
     public enum Next: Sendable, Equatable {
         case step
@@ -183,20 +184,25 @@ public struct RangeStepper: Sendable {
     /// replaced).
     public mutating func next(after stop: VCPUStop?, rip: UInt64, csBase: UInt64, mode: DecodeMode,
                               code: (UInt64, Int) -> [UInt8]) -> Next {
-        guard let stop else { pieces += 1; return .step }
-        switch stop {
-        case .stepped:
-            break
-        case .hardwareBreakpoint(let slot) where rangeSlots.contains(slot):
-            break
-        default:
-            return .report(stop)
+        if let stop {
+            switch stop {
+            case .stepped:
+                break
+            case .hardwareBreakpoint(let slot) where rangeSlots.contains(slot):
+                break
+            default:
+                return .report(stop)
+            }
+            guard rip >= start, rip < end else { return .report(.stepped) }
+            if let slot = gdbSlots.firstIndex(where: { $0 == csBase &+ rip }) {
+                // gdb's hardware breakpoint here: the next run would start by stepping past it.
+                return .report(.hardwareBreakpoint(slot: slot))
+            }
+        } else if rip < start || rip >= end {
+            pieces += 1
+            return .step
         }
-        guard rip >= start, rip < end else { return .report(.stepped) }
-        if let slot = gdbSlots.firstIndex(where: { $0 == csBase &+ rip }) {
-            // gdb's hardware breakpoint here: the next run would start by stepping past it.
-            return .report(.hardwareBreakpoint(slot: slot))
-        }
+        // (Resuming from gdb's own breakpoint at the pc, the first run steps past it quietly.)
         pieces += 1
         if stepOnly { return .step }
         if analysis?.knows(rip) != true {
