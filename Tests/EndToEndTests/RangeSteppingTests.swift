@@ -155,6 +155,28 @@ struct RangeSteppingTests {
         #expect(o.vmmStderr.contains("triple fault"), "\(o.vmmStderr)")
     }
 
+    @Test("next where a read watch traps the code's own page: every instruction takes the watch fallback, the lines still end where they should")
+    func watchOnTheCodePage() throws {
+        let o = try debugSession("watch", """
+            break touch_all
+            continue
+            rwatch watched_d
+            set debug remote 1
+            next
+            next
+            next
+            next
+            set debug remote 0
+            print b
+            kill
+            """)
+        expectInOrder(o.gdb.output, ["Breakpoint 1, touch_all () at watch.c:22", "23\t    b = watched_b;",
+                                     "24\t    watched_c = 3;", "25\t    d = watched_d;",
+                                     "Hardware read watchpoint 2: watched_d", "Value = 4", "$1 = 2"])
+        let resumes = Self.sentPackets(o.gdb.output).filter { $0.hasPrefix("vCont;") && $0 != "vCont?" }
+        #expect(resumes.contains { $0.hasPrefix("vCont;r") }, "\(resumes)")
+    }
+
     /// gdb 18.1 from PyPI (scripts/newer-debuggers), nil (with a warning) where it cannot be had.
     static let newerGDB: String? = {
         let result = Harness.run(["scripts/newer-debuggers"], timeout: 600)
