@@ -13,11 +13,15 @@ public enum ControlFlow: Sendable, Equatable {
 }
 
 extension InstructionDecoder {
+    private static let noRegisters = DecodeRegisters()
+
     /// The length of the instruction at the start of `bytes` (at CS offset `rip`) and where it
     /// can go next; nil when the decoder does not know the instruction (treat it as going
     /// anywhere).
     public static func controlFlow(_ bytes: [UInt8], mode: DecodeMode, rip: UInt64) -> (length: Int, flow: ControlFlow)? {
-        var state = DecodeState(bytes: bytes, mode: mode, registers: DecodeRegisters(rip: rip))
+        // Operand addresses do not matter here: one shared, empty register set (no allocation
+        // per instruction; a range sweep decodes thousands).
+        var state = DecodeState(bytes: bytes, mode: mode, registers: noRegisters)
         let opcode: UInt8
         do {
             opcode = try state.readPrefixes()

@@ -39,8 +39,15 @@ public struct RangeAnalysis: Sendable, Equatable {
         var exitSet: Set<UInt64> = []
         var canFallThrough = true
         var finished = false
+        // One 15-byte window, refilled in place (no allocation per instruction where 15 bytes
+        // are left).
+        var window = [UInt8](repeating: 0, count: 15)
         while address >= start, address < end, offset < RangeAnalysis.sweepLimit {
-            let window = Array(code[min(offset, code.count)..<min(offset + 15, code.count)])
+            if offset + 15 <= code.count {
+                for i in 0..<15 { window[i] = code[offset + i] }
+            } else {
+                window = Array(code[min(offset, code.count)...])
+            }
             guard let (length, flow) = InstructionDecoder.controlFlow(window, mode: mode, rip: address) else {
                 instructions.append(address)
                 exitSet.insert(address)
