@@ -1,7 +1,9 @@
 /* bzimage.c: the bzimage guest checks the boot_params ("zero page") the Linux 64-bit boot
  * protocol hands it in RSI and reports it over the serial port: the boot loader fields, the
  * command line, the e820 map and the initrd. It exits with 0x10 (status 33) when the loader
- * fields are what a Linux boot loader must set, 0x11 (status 35) otherwise. */
+ * fields are what a Linux boot loader must set, 0x11 (status 35) otherwise; with `acpi=poweroff`
+ * or `acpi=reboot` on its command line it first powers off or resets the machine through the
+ * ACPI tables gdbvmm gives Linux guests, as Linux would. */
 #include <stddef.h>
 #include "guest.h"
 #include "serial.h"
@@ -69,6 +71,47 @@ static void put_hex(uint8_t value)
     serial_putc(digits[value & 0xF]);
 }
 
+static int contains(const char *haystack, const char *needle)
+{
+    for (; *haystack; haystack++) {
+        const char *h = haystack, *n = needle;
+        while (*n && *h == *n) { h++; n++; }
+        if (!*n) return 1;
+    }
+    return 0;
+}
+
+static uint64_t le(const uint8_t *p, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+/* What Linux's ACPI code does to power off or reset a hardware-reduced platform, on the tables
+ * at 0xE0000: RSDP -> XSDT -> FADT, then SLP_TYP(\_S5 = 5) | SLP_EN to SLEEP_CONTROL_REG, or
+ * RESET_VALUE to RESET_REG (both system I/O here). Returns only if the tables are not there. */
+static void acpi_end(int reboot)
+{
+    const uint8_t *rsdp = (const uint8_t *)0xE0000;
+    if (le(rsdp, 4) != 0x20445352) { serial_puts("acpi: no RSDP\n"); return; }  /* "RSD " */
+    const uint8_t *xsdt = (const uint8_t *)(uintptr_t)le(rsdp + 24, 8);
+    uint32_t entries = ((uint32_t)le(xsdt + 4, 4) - 36) / 8;
+    for (uint32_t i = 0; i < entries; i++) {
+        const uint8_t *table = (const uint8_t *)(uintptr_t)le(xsdt + 36 + 8 * i, 8);
+        if (le(table, 4) != 0x50434146) continue;  /* "FACP" */
+        if (reboot) {
+            serial_puts("acpi: reset register\n");
+            outb((uint16_t)le(table + 116 + 4, 8), table[128]);
+        } else {
+            serial_puts("acpi: sleep control register, S5\n");
+            outb((uint16_t)le(table + 256 + 4, 8), 0x80);             /* clear WAK_STS */
+            outb((uint16_t)le(table + 244 + 4, 8), 5 << 2 | 0x20);    /* SLP_TYP 5, SLP_EN */
+        }
+    }
+    serial_puts("acpi: still running\n");
+}
+
 __attribute__((noreturn)) void bzimage_main(const struct boot_params *params)
 {
     uint64_t cmdline = params->hdr.cmd_line_ptr | (uint64_t)params->ext_cmd_line_ptr << 32;
@@ -99,5 +142,7 @@ __attribute__((noreturn)) void bzimage_main(const struct boot_params *params)
         put_hex(bytes[initrd_size - 1]);
         serial_puts("\n");
     }
+    if (cmdline != 0 && contains((const char *)(uintptr_t)cmdline, "acpi=poweroff")) acpi_end(0);
+    if (cmdline != 0 && contains((const char *)(uintptr_t)cmdline, "acpi=reboot")) acpi_end(1);
     debug_exit(loader_ok ? 0x10 : 0x11);
 }

@@ -92,6 +92,10 @@ enum Command: Equatable, Sendable {
     case mustReplyEmpty
     /// `vCtrlC`
     case ctrlC
+    /// One of QEMU's maintenance packets (`qqemu.sstepbits`, `Qqemu.PhyMemMode:1`, ...).
+    case qemu(QEMUCommand)
+    /// `qGDBServerVersion`
+    case serverVersion
     /// Anything we do not implement (its text, shortened), answered with the empty packet.
     case unknown(String)
     /// A known packet whose arguments did not parse, answered with `E01`.

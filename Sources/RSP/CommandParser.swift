@@ -40,6 +40,7 @@ extension Command {
         case UInt8(ascii: "!"): self = .extendedMode
         case UInt8(ascii: "R"): self = .restart
         case UInt8(ascii: "q"): self = Command.parseQuery(p)
+        case UInt8(ascii: "Q") where p.starts(with: "Qqemu.".utf8): self = QEMUCommand.parse(p).map { .qemu($0) } ?? .unknown(Command.describe(p))
         case UInt8(ascii: "Q"): self = Command.matches(p, "QStartNoAckMode") ? .startNoAckMode : .unknown(Command.describe(p))
         case UInt8(ascii: "v"): self = Command.parseV(p)
         default: self = .unknown(Command.describe(p))
@@ -183,6 +184,8 @@ extension Command {
         if matches(p, "qTStatus") { return .traceStatus }
         if matches(p, "qAttached") || hasPrefix(p, "qAttached:") { return .attached }
         if hasPrefix(p, "qSymbol:") { return .symbolLookup }
+        if let qemu = QEMUCommand.parse(p) { return .qemu(qemu) }
+        if matches(p, "qGDBServerVersion") { return .serverVersion }
         if matches(p, "qSupported") { return .supported(features: []) }
         if let args = suffix(p, after: "qSupported:") {
             let features = args.split(separator: UInt8(ascii: ";")).map { String(decoding: $0, as: UTF8.self) }

@@ -13,11 +13,11 @@ extension X86_64Registers {
         return out
     }
 
-    /// All registers in regnum order: the data of a `g` reply.
+    /// The registers of the `g` packet in regnum order: the data of a `g` reply.
     func rawBytes(in layout: RegisterLayout) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(layout.totalByteCount)
-        for info in layout.registers { appendRawBytes(of: info, to: &out) }
+        out.reserveCapacity(layout.gPacketByteCount)
+        for info in layout.registers[..<layout.gPacketCount] { appendRawBytes(of: info, to: &out) }
         return out
     }
 
@@ -32,7 +32,8 @@ extension X86_64Registers {
               bytes.count == layout.registers[regnum].byteCount
         else { return false }
         let bytes = Array(bytes)
-        // Little-endian, zero-extended; only called for registers of at most 8 bytes.
+        // Little-endian, zero-extended; only called for registers of at most 8 bytes (vectors are
+        // stored as bytes).
         func u64() -> UInt64 { bytes.reversed().reduce(0) { $0 << 8 | UInt64($1) } }
         func u32() -> UInt32 { UInt32(truncatingIfNeeded: u64()) }
         switch layout.registers[regnum].slot {
@@ -42,7 +43,11 @@ extension X86_64Registers {
         case .segment(let i): Self.set(&segments, i, u32(), count: 6, padding: 0)
         case .st(let i): Self.set(&st, i, bytes, count: 8, padding: [UInt8](repeating: 0, count: 10))
         case .x87Control(let i): Self.set(&x87Control, i, u32(), count: 8, padding: 0)
-        case .xmm(let i): Self.set(&xmm, i, bytes, count: 16, padding: [UInt8](repeating: 0, count: 16))
+        case .xmm(let i): Self.set(&xmm, i, bytes, count: 32, padding: [UInt8](repeating: 0, count: 16))
+        case .ymmh(let i): Self.set(&ymmh, i, bytes, count: 32, padding: [UInt8](repeating: 0, count: 16))
+        case .zmmh(let i): Self.set(&zmmh, i, bytes, count: 32, padding: [UInt8](repeating: 0, count: 32))
+        case .opmask(let i): Self.set(&k, i, u64(), count: 8, padding: 0)
+        case .pkru: pkru = u32()
         case .mxcsr: mxcsr = u32()
         case .fsBase: fsBase = u64()
         case .gsBase: gsBase = u64()
@@ -53,16 +58,29 @@ extension X86_64Registers {
         case .cr4: cr4 = u64()
         case .cr8: cr8 = u64()
         case .efer: efer = u64()
+        case .gdtrBase: gdtrBase = u64()
+        case .gdtrLimit: gdtrLimit = u32()
+        case .idtrBase: idtrBase = u64()
+        case .idtrLimit: idtrLimit = u32()
+        case .ldtr: ldtr.selector = u32()
+        case .ldtrBase: ldtr.base = u64()
+        case .ldtrLimit: ldtr.limit = u32()
+        case .tr: tr.selector = u32()
+        case .trBase: tr.base = u64()
+        case .trLimit: tr.limit = u32()
+        case .msr(let index): msrs[index] = u64()
+        case .debug(let i): Self.set(&debugRegisters, i, u64(), count: 6, padding: 0)
         }
         return true
     }
 
-    /// Applies a `G` packet's data: every register the data fully covers, in regnum order
-    /// (gdb may send fewer bytes than the full file). Returns how many registers were set.
+    /// Applies a `G` packet's data: every register of the `g` packet the data fully covers, in
+    /// regnum order (gdb may send fewer bytes than the full packet). Returns how many registers
+    /// were set.
     @discardableResult
     mutating func update(fromRawBytes data: ArraySlice<UInt8>, in layout: RegisterLayout = .x86_64) -> Int {
         var updated = 0
-        for (regnum, info) in layout.registers.enumerated() {
+        for (regnum, info) in layout.registers[..<layout.gPacketCount].enumerated() {
             let start = data.startIndex + layout.offsets[regnum]
             guard start + info.byteCount <= data.endIndex else { break }
             _ = setRawBytes(data[start..<(start + info.byteCount)], ofRegister: regnum, in: layout)
@@ -92,6 +110,10 @@ extension X86_64Registers {
         case .st(let i): fixed(Self.get(st, i) ?? [])
         case .x87Control(let i): le(UInt64(Self.get(x87Control, i) ?? 0))
         case .xmm(let i): fixed(Self.get(xmm, i) ?? [])
+        case .ymmh(let i): fixed(Self.get(ymmh, i) ?? [])
+        case .zmmh(let i): fixed(Self.get(zmmh, i) ?? [])
+        case .opmask(let i): le(Self.get(k, i) ?? 0)
+        case .pkru: le(UInt64(pkru))
         case .mxcsr: le(UInt64(mxcsr))
         case .fsBase: le(fsBase)
         case .gsBase: le(gsBase)
@@ -102,6 +124,18 @@ extension X86_64Registers {
         case .cr4: le(cr4)
         case .cr8: le(cr8)
         case .efer: le(efer)
+        case .gdtrBase: le(gdtrBase)
+        case .gdtrLimit: le(UInt64(gdtrLimit))
+        case .idtrBase: le(idtrBase)
+        case .idtrLimit: le(UInt64(idtrLimit))
+        case .ldtr: le(UInt64(ldtr.selector))
+        case .ldtrBase: le(ldtr.base)
+        case .ldtrLimit: le(UInt64(ldtr.limit))
+        case .tr: le(UInt64(tr.selector))
+        case .trBase: le(tr.base)
+        case .trLimit: le(UInt64(tr.limit))
+        case .msr(let index): le(msrs[index] ?? 0)
+        case .debug(let i): le(Self.get(debugRegisters, i) ?? 0)
         }
     }
 

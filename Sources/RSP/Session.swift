@@ -21,6 +21,8 @@ public final class Session {
     /// The register view gdb is given: target.xml, the register packets, the stop replies.
     public let architecture: TargetArchitecture
     let layout: RegisterLayout
+    /// target.xml for `layout`.
+    let targetDescription: [UInt8]
 
     /// True between a resume (`c`, `s`, `vCont`...) and the `targetStopped(_:)` that ends it.
     public internal(set) var isRunning = false
@@ -48,13 +50,17 @@ public final class Session {
     ///   stopped with SIGTRAP, as if at a breakpoint on the first instruction.
     /// - Parameter architecture: the register view to serve: `.x86_64`, or `.i386` for a 32-bit
     ///   guest image, whose ELF32 symbols make gdb reject an x86-64 description.
+    /// - Parameter extensions: the register sets the guest's CPU has beyond the baseline (AVX,
+    ///   AVX-512, PKRU, optional MSRs), from its CPUID.
     public init(target: any Target,
                 initialStop: StopEvent = .stopped(thread: 1, signal: GDBSignal.sigtrap, reason: .none),
-                architecture: TargetArchitecture = .x86_64) {
+                architecture: TargetArchitecture = .x86_64, extensions: RegisterExtensions = .none) {
         self.target = target
         self.lastStop = initialStop
         self.architecture = architecture
-        self.layout = RegisterLayout.of(architecture)
+        self.layout = RegisterLayout.of(architecture, extensions: extensions)
+        self.targetDescription = extensions == .none
+            ? TargetDescription.bytes(for: architecture) : Array(TargetDescription.xml(describing: layout).utf8)
     }
 
     /// Handles bytes from gdb; returns the bytes to send back (acknowledgements and replies).

@@ -17,33 +17,37 @@ extension Session {
         // Registers and memory, on the Hg thread.
         case .readRegisters:
             return attempt { () throws(TargetError) in
-                [Hex.encode(try target.readRegisters(thread: resolve(generalThread)).rawBytes(in: layout))]
+                let registers = try target.readRegisters(thread: resolve(generalThread), parts: layout.gPacketParts)
+                return [Hex.encode(registers.rawBytes(in: layout))]
             }
         case .writeRegisters(let data):
-            // Longer than our layout means gdb has another layout in mind: refuse, never guess.
-            guard data.count <= layout.totalByteCount else { return [Reply.malformed] }
-            return attempt { () throws(TargetError) in
+            // Longer than our `g` packet means gdb has another layout in mind: refuse, never guess.
+            guard data.count <= layout.gPacketByteCount else { return [Reply.malformed] }
+            return attempt(refusalsNamed: true) { () throws(TargetError) in
                 let thread = resolve(generalThread)
-                var registers = try target.readRegisters(thread: thread)
+                let old = try target.readRegisters(thread: thread, parts: layout.gPacketParts)
+                var registers = old
                 registers.update(fromRawBytes: data[...], in: layout)
-                try target.writeRegisters(registers, thread: thread)
+                try write(registers, over: old, thread: thread)
                 return [Reply.ok]
             }
         case .readRegister(let regnum):
             guard layout.registers.indices.contains(regnum) else { return [Reply.malformed] }
             return attempt { () throws(TargetError) in
-                let registers = try target.readRegisters(thread: resolve(generalThread))
+                let registers = try target.readRegisters(thread: resolve(generalThread),
+                                                         parts: layout.registers[regnum].slot.part)
                 return [Hex.encode(registers.rawBytes(ofRegister: regnum, in: layout) ?? [])]
             }
         case .writeRegister(let regnum, let value):
             guard layout.registers.indices.contains(regnum),
                   value.count == layout.registers[regnum].byteCount
             else { return [Reply.malformed] }
-            return attempt { () throws(TargetError) in
+            return attempt(refusalsNamed: true) { () throws(TargetError) in
                 let thread = resolve(generalThread)
-                var registers = try target.readRegisters(thread: thread)
+                let old = try target.readRegisters(thread: thread, parts: layout.registers[regnum].slot.part)
+                var registers = old
                 _ = registers.setRawBytes(value[...], ofRegister: regnum, in: layout)
-                try target.writeRegisters(registers, thread: thread)
+                try write(registers, over: old, thread: thread)
                 return [Reply.ok]
             }
         case .readMemory(let address, let length, let binary):
@@ -104,13 +108,19 @@ extension Session {
             return [Reply.ok]
         case .readFeatures(let annex, let offset, let length):
             guard annex == TargetDescription.annex else { return [Reply.badAnnex] }
-            return [xferWindow(TargetDescription.bytes(for: architecture), offset: offset, length: min(length, Self.packetSize))]
+            return [xferWindow(targetDescription, offset: offset, length: min(length, Self.packetSize))]
         case .attached:
             // "Attached to an existing process": on quit gdb detaches and leaves the VM running
             // instead of killing it, as with QEMU.
             return [[UInt8(ascii: "1")]]
         case .offsets:
-            return [Array("Text=0;Data=0;Bss=0".utf8)]
+            // QEMU's system emulator answers nothing here, and pwndbg and GEF take a `Text=`
+            // reply for QEMU's user-mode emulator (a process, not a machine).
+            return [Reply.empty]
+        case .qemu(let command):
+            return handleQEMU(command)
+        case .serverVersion:
+            return serverVersionReply()
         case .symbolLookup:
             return [Reply.ok]
         case .traceStatus, .mustReplyEmpty, .unknown:
@@ -165,12 +175,38 @@ extension Session {
 
     // MARK: Helpers
 
-    /// Runs a target call; a TargetError becomes its error reply.
-    private func attempt(_ body: () throws(TargetError) -> [[UInt8]]) -> [[UInt8]] {
+    /// Runs a target call; a TargetError becomes its error reply. With `refusalsNamed`, a
+    /// refused register write is `E.text` even for a gdb that did not offer `error-message+`:
+    /// every gdb treats `E.` as an error and shows the text in "Could not write register".
+    private func attempt(refusalsNamed: Bool = false, _ body: () throws(TargetError) -> [[UInt8]]) -> [[UInt8]] {
         do {
             return try body()
         } catch {
-            return [Reply.error(error, messagesAllowed: errorMessagesAllowed)]
+            return [Reply.error(error, messagesAllowed: errorMessagesAllowed || refusalsNamed)]
+        }
+    }
+
+    /// Writes a changed register file; a refusal names the registers that changed and the values
+    /// written, as gdb shows them (`cr4: the CPU refused 0x...`).
+    private func write(_ registers: X86_64Registers, over old: X86_64Registers, thread: ThreadID) throws(TargetError) {
+        do {
+            try target.writeRegisters(registers, thread: thread)
+        } catch .message(let reason) {
+            let changed = layout.registers.indices.filter {
+                registers.rawBytes(ofRegister: $0, in: layout) != old.rawBytes(ofRegister: $0, in: layout)
+            }
+            guard !changed.isEmpty else { throw .message(reason) }
+            let shown = changed.prefix(4)
+            let values = shown.map { regnum in
+                let bytes = registers.rawBytes(ofRegister: regnum, in: layout) ?? []
+                // Most significant digit first, as gdb prints a register in hex.
+                let hex = bytes.reversed().map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+                let digits = hex.drop { $0 == "0" }
+                return "0x" + (digits.isEmpty ? "0" : digits)
+            }
+            let more = changed.count > shown.count ? ", ..." : ""
+            let names = shown.map { layout.registers[$0].name }.joined(separator: ", ")
+            throw .message("\(names)\(more): the CPU refused \(values.joined(separator: ", "))\(more) (\(reason))")
         }
     }
 

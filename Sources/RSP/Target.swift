@@ -71,9 +71,14 @@ public protocol Target: AnyObject {
     func threadExtraInfo(_ thread: ThreadID) -> String
 
     func readRegisters(thread: ThreadID) throws(TargetError) -> X86_64Registers
+    /// The registers with at least `parts` read (a `g` needs no MSRs, a `p` of one MSR no XSAVE
+    /// image); what is not read keeps its default. Defaults to `readRegisters(thread:)`.
+    func readRegisters(thread: ThreadID, parts: RegisterParts) throws(TargetError) -> X86_64Registers
     /// The registers a stop reply expedites (pc, sp, fp): a target may serve these more
     /// cheaply than the whole file. Defaults to `readRegisters`.
     func stopRegisters(thread: ThreadID) throws(TargetError) -> X86_64Registers
+    /// Writes back a register file read with `readRegisters`: a target writes only the parts it
+    /// read, and only what changed.
     func writeRegisters(_ registers: X86_64Registers, thread: ThreadID) throws(TargetError)
 
     /// Reads at a guest-virtual address (or physical, in physical mode). May return fewer bytes
@@ -100,6 +105,10 @@ public protocol Target: AnyObject {
 }
 
 extension Target {
+    public func readRegisters(thread: ThreadID, parts: RegisterParts) throws(TargetError) -> X86_64Registers {
+        try readRegisters(thread: thread)
+    }
+
     public func stopRegisters(thread: ThreadID) throws(TargetError) -> X86_64Registers {
         try readRegisters(thread: thread)
     }

@@ -22,6 +22,9 @@ enum TargetDescription {
         }
     }
 
+    /// The document for a layout, with the guest CPU's extensions.
+    static func xml(describing layout: RegisterLayout) -> String { document(for: layout) }
+
     private static let x86_64 = document(for: .x86_64)
     private static let i386 = document(for: .i386)
     private static let x86_64Bytes = Array(x86_64.utf8)
@@ -35,28 +38,39 @@ enum TargetDescription {
         }
     }
 
-    private static func document(for architecture: TargetArchitecture) -> String {
-        let layout = RegisterLayout.of(architecture)
+    private static func document(for layout: RegisterLayout) -> String {
         var xml = """
             <?xml version="1.0"?>
             <!DOCTYPE target SYSTEM "gdb-target.dtd">
             <target version="1.0">
-              <architecture>\(architectureName(architecture))</architecture>
+              <architecture>\(architectureName(layout.architecture))</architecture>
 
             """
-        for feature in RegisterFeature.allCases where layout.registers.contains(where: { $0.feature == feature }) {
+        // Features in the order of their first register; each feature's registers are
+        // contiguous, so the document lists them in regnum order (the order LLDB lays out).
+        var features: [RegisterFeature] = []
+        for reg in layout.registers where !features.contains(reg.feature) { features.append(reg.feature) }
+        for feature in features {
             xml += "  <feature name=\"\(feature.rawValue)\">\n"
             xml += typeDefinitions(for: feature, in: layout)
             for (regnum, reg) in layout.registers.enumerated() where reg.feature == feature {
                 xml += "    <reg name=\"\(reg.name)\" bitsize=\"\(reg.bitSize)\" type=\"\(reg.type)\""
                 if let group = reg.group { xml += " group=\"\(group)\"" }
-                xml += " regnum=\"\(regnum)\"/>\n"
+                xml += " regnum=\"\(regnum)\""
+                // gdb ignores these; LLDB reads them: generic roles, unwind numbers, and vectors
+                // it cannot tell from a union or a 256-bit type.
+                if let generic = reg.generic { xml += " generic=\"\(generic)\"" }
+                if let dwarf = reg.dwarf { xml += " ehframe_regnum=\"\(dwarf)\" dwarf_regnum=\"\(dwarf)\"" }
+                if vectorTypes.contains(reg.type) { xml += " encoding=\"vector\" format=\"vector-uint8\"" }
+                xml += "/>\n"
             }
             xml += "  </feature>\n"
         }
         xml += "</target>\n"
         return xml
     }
+
+    private static let vectorTypes: Set = ["vec128", "uint128", "v2ui128"]
 
     private static func typeDefinitions(for feature: RegisterFeature, in layout: RegisterLayout) -> String {
         // A flags type is as wide as the registers that use it: 8 bytes on x86-64, 4 on i386.
@@ -69,7 +83,37 @@ enum TargetDescription {
                 ("VIP", 20), ("ID", 21),
             ])
         case .sse:
-            """
+            vec128 + flags("i386_mxcsr", size: 4, [
+                ("IE", 0), ("DE", 1), ("ZE", 2), ("OE", 3), ("UE", 4), ("PE", 5), ("DAZ", 6), ("IM", 7),
+                ("DM", 8), ("ZM", 9), ("OM", 10), ("UM", 11), ("PM", 12), ("FZ", 15),
+            ])
+        case .avx512:
+            // A type belongs to its feature: xmm16-31 need vec128 here too, as in gdb's
+            // 64bit-avx512.xml.
+            (layout.registers.contains { $0.feature == .avx512 && $0.type == "vec128" } ? vec128 : "")
+                + "    <vector id=\"v2ui128\" type=\"uint128\" count=\"2\"/>\n"
+        case .segments, .avx, .pkeys, .msr, .debug:
+            ""
+        case .system:
+            flags("i386_cr0", size: size("i386_cr0"), [
+                ("PE", 0), ("MP", 1), ("EM", 2), ("TS", 3), ("ET", 4), ("NE", 5), ("WP", 16), ("AM", 18),
+                ("NW", 29), ("CD", 30), ("PG", 31),
+            ])
+            + flags("i386_cr4", size: size("i386_cr4"), [
+                ("VME", 0), ("PVI", 1), ("TSD", 2), ("DE", 3), ("PSE", 4), ("PAE", 5), ("MCE", 6),
+                ("PGE", 7), ("PCE", 8), ("OSFXSR", 9), ("OSXMMEXCPT", 10), ("UMIP", 11), ("LA57", 12),
+                ("VMXE", 13), ("SMXE", 14), ("FSGSBASE", 16), ("PCIDE", 17), ("OSXSAVE", 18),
+                ("SMEP", 20), ("SMAP", 21), ("PKE", 22),
+            ])
+            + flags("i386_efer", size: size("i386_efer"), [
+                ("SCE", 0), ("LME", 8), ("LMA", 10), ("NXE", 11), ("SVME", 12), ("LMSLE", 13),
+                ("FFXSR", 14), ("TCE", 15),
+            ])
+        }
+    }
+
+    /// gdb's 128-bit vector union (features/i386/64bit-sse.xml).
+    private static let vec128 = """
                 <vector id="v8bf16" type="bfloat16" count="8"/>
                 <vector id="v8h" type="ieee_half" count="8"/>
                 <vector id="v4f" type="ieee_single" count="4"/>
@@ -91,29 +135,6 @@ enum TargetDescription {
                 </union>
 
             """
-            + flags("i386_mxcsr", size: 4, [
-                ("IE", 0), ("DE", 1), ("ZE", 2), ("OE", 3), ("UE", 4), ("PE", 5), ("DAZ", 6), ("IM", 7),
-                ("DM", 8), ("ZM", 9), ("OM", 10), ("UM", 11), ("PM", 12), ("FZ", 15),
-            ])
-        case .segments:
-            ""
-        case .system:
-            flags("i386_cr0", size: size("i386_cr0"), [
-                ("PE", 0), ("MP", 1), ("EM", 2), ("TS", 3), ("ET", 4), ("NE", 5), ("WP", 16), ("AM", 18),
-                ("NW", 29), ("CD", 30), ("PG", 31),
-            ])
-            + flags("i386_cr4", size: size("i386_cr4"), [
-                ("VME", 0), ("PVI", 1), ("TSD", 2), ("DE", 3), ("PSE", 4), ("PAE", 5), ("MCE", 6),
-                ("PGE", 7), ("PCE", 8), ("OSFXSR", 9), ("OSXMMEXCPT", 10), ("UMIP", 11), ("LA57", 12),
-                ("VMXE", 13), ("SMXE", 14), ("FSGSBASE", 16), ("PCIDE", 17), ("OSXSAVE", 18),
-                ("SMEP", 20), ("SMAP", 21), ("PKE", 22),
-            ])
-            + flags("i386_efer", size: size("i386_efer"), [
-                ("SCE", 0), ("LME", 8), ("LMA", 10), ("NXE", 11), ("SVME", 12), ("LMSLE", 13),
-                ("FFXSR", 14), ("TCE", 15),
-            ])
-        }
-    }
 
     /// A `<flags>` type of single-bit fields.
     private static func flags(_ id: String, size: Int, _ fields: [(String, Int)]) -> String {

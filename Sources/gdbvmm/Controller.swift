@@ -27,8 +27,16 @@ final class Controller {
     /// Register state read since the vCPUs stopped: gdb asks for the same registers several
     /// times per stop (expedited in the stop reply, then `g`, `p`), and each read is 2 ioctls.
     var registerCache: [Int: CachedRegisters] = [:]
+    /// The guest CPU's register sets (from its CPUID), read on first use: see KVMTarget.
+    var registerSourcesRead: RegisterSources?
     /// Standard input feeds the guest's serial port while it is the console (until its end).
     var consoleInput: Int32?
+    /// QEMU's single-step flags (`Qqemu.sstep`): QEMU's default, ENABLE | NOIRQ.
+    var qemuStepFlags: UInt32 = QEMUStepFlags.enable | QEMUStepFlags.noIRQ
+    /// When `--timeout` ends the VM (monotonic nanoseconds).
+    var timeoutDeadline: UInt64?
+    /// The `monitor xp` format and unit size, remembered between commands as QEMU does.
+    var dumpFormat = DumpFormat()
 
     /// The guest's console, for `monitor info exits` (bytes dropped when its reader lags).
     let console: BufferedSink?
@@ -38,6 +46,7 @@ final class Controller {
         self.console = console
         self.options = options
         stopBook = StopAggregator(vcpuCount: machine.vcpuCount)
+        timeoutDeadline = options.timeout.map { monotonicNow() + UInt64($0 * 1e9) }
         consoleInput = options.serial == .stdio && options.gdb != .stdio ? 0 : nil
         if let endpoint = options.gdb, endpoint != .stdio {
             listener = try Listener(endpoint)

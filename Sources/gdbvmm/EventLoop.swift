@@ -86,6 +86,7 @@ extension Controller {
             let untilDeadline = deadline > now ? Int32(min((deadline - now) / 1_000_000 + 1, 60_000)) : 0
             timeout = timeout < 0 ? untilDeadline : min(timeout, untilDeadline)
         }
+        if let untilTimeout = timeoutMilliseconds { timeout = timeout < 0 ? untilTimeout : min(timeout, untilTimeout) }
         // gdb sends its next packet within tens of microseconds of our reply, and sleeping in
         // poll costs a wake-up that is expensive on a nested host: spin briefly first.
         var n: Int32 = 0
@@ -96,7 +97,8 @@ extension Controller {
             } while n == 0 && DispatchTime.now().uptimeNanoseconds < spinUntil
         }
         if n == 0 { n = poll(&fds, nfds_t(fds.count), timeout) }
-        if n < 0 { return }
+        checkTimeout()
+        if finalStatus != nil || n < 0 { return }
         if n == 0 {
             if probing { probeForAllHalted() }
             listener?.farewells.expire()
@@ -197,7 +199,8 @@ extension Controller {
         running = false
         pauseEverything()
         if finalStatus != nil { return }
-        session = Session(target: self, initialStop: stopForNewSession(), architecture: architecture)
+        session = Session(target: self, initialStop: stopForNewSession(), architecture: architecture,
+                          extensions: registerSources.extensions)
     }
 
     private func feed(_ bytes: [UInt8]) {

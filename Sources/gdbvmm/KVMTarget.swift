@@ -14,39 +14,52 @@ extension Controller: Target {
 
     func threadExtraInfo(_ thread: ThreadID) -> String {
         guard thread >= 1, thread <= machine.vcpuCount else { return "" }
-        switch machine.status[thread - 1] {
-        case .runnable: return "running"
-        case .halted: return "halted"
-        case .waitingForSIPI: return "waiting for SIPI"
-        case .crashed(let crash): return "crashed: \(crash)"
-        }
+        return qemuThreadExtraInfo(thread - 1)
     }
 
     func readRegisters(thread: ThreadID) throws(TargetError) -> X86_64Registers {
+        try readRegisters(thread: thread, parts: .all)
+    }
+
+    func readRegisters(thread: ThreadID, parts: RegisterParts) throws(TargetError) -> X86_64Registers {
         let index = try vcpuIndex(thread)
         // gdb reads the registers of the thread it selected: monitor commands and breakpoint
         // translation follow that choice.
         currentVCPU = index
         do {
-            return try cachedRegisters(index).view
+            return try cachedRegisters(index, parts: parts).view
         } catch {
             throw .message("\(error)")
         }
+    }
+
+    /// The guest CPU's register sets, from vCPU 0's CPUID (every vCPU has the same features);
+    /// the baseline when it cannot be read.
+    var registerSources: RegisterSources {
+        if let registerSourcesRead { return registerSourcesRead }
+        let support = try? machine.withVCPU(0) { (vcpu) throws(SystemError) in
+            GuestRegisterSupport(cpuid: try vcpu.getCPUID(), xsaveImageSize: vcpu.xsaveImageSize)
+        }
+        let sources = RegisterSources(support ?? .baseline)
+        registerSourcesRead = sources
+        return sources
     }
 
     /// From the registers the vCPU parked with: no ioctl, no handoff to its thread (the whole
     /// file, with x87/SSE state and MSRs, is read only when gdb asks for it).
     func stopRegisters(thread: ThreadID) throws(TargetError) -> X86_64Registers {
         let index = try vcpuIndex(thread)
-        if let cached = registerCache[index] { return cached.view }
+        if let cached = registerCache[index], cached.state.parts.contains(.general) { return cached.view }
         guard let parked = machine.parkedRegisters(index) else { return try readRegisters(thread: thread) }
         return CPUState.generalRegisters(regs: parked.regs, sregs: parked.sregs)
     }
 
     func writeRegisters(_ registers: X86_64Registers, thread: ThreadID) throws(TargetError) {
         let index = try vcpuIndex(thread)
+        // `registers` came from a read of this stop's state: write back the parts read.
+        guard let cached = registerCache[index] else { throw .message("registers written before they were read") }
         do {
-            let old = try cachedRegisters(index).state
+            let old = cached.state
             var new = old
             new.update(from: registers)
             registerCache[index] = nil
@@ -118,8 +131,10 @@ extension Controller: Target {
             let index = try vcpuIndex(thread)
             switch action {
             case .continue: modes[index] = .run
-            case .step: modes[index] = .step
-            case .rangeStep(let start, let end): modes[index] = .rangeStep(start: start, end: end)
+            // QEMU's `Qqemu.sstep` without ENABLE: a step runs the guest on.
+            case .step: modes[index] = stepFlags & QEMUStepFlags.enable != 0 ? .step : .run
+            case .rangeStep(let start, let end):
+                modes[index] = stepFlags & QEMUStepFlags.enable != 0 ? .rangeStep(start: start, end: end) : .run
             case .stop: break
             }
         }
@@ -130,9 +145,16 @@ extension Controller: Target {
 
     func monitor(_ command: String) -> String { runMonitorCommand(command) }
 
-    private func cachedRegisters(_ index: Int) throws(SystemError) -> CachedRegisters {
-        if let cached = registerCache[index] { return cached }
-        let state = try machine.withVCPU(index) { (vcpu) throws(SystemError) in try CPUState(vcpu: vcpu) }
+    /// The state read since the stop, with at least `parts` read.
+    private func cachedRegisters(_ index: Int, parts: RegisterParts) throws(SystemError) -> CachedRegisters {
+        if let cached = registerCache[index], cached.state.parts.isSuperset(of: parts) { return cached }
+        let sources = registerSources
+        let previous = registerCache[index]?.state
+        let state = try machine.withVCPU(index) { (vcpu) throws(SystemError) in
+            guard var state = previous else { return try CPUState(vcpu: vcpu, parts: parts, sources: sources) }
+            try state.load(parts, from: vcpu)
+            return state
+        }
         let cached = CachedRegisters(state: state, view: state.registers)
         registerCache[index] = cached
         return cached

@@ -5,14 +5,22 @@ import KVMRunLoop
 /// `monitor ...` in gdb (qRcmd): the views of the VM that gdb's own commands cannot give.
 extension Controller {
     static let monitorHelp = """
-        gdbvmm monitor commands:
+        gdbvmm monitor commands (those QEMU also has answer in QEMU's format):
           help                  this list
+          info registers        QEMU's register dump of the current vCPU (GDT=, IDT=, CR0=, ...)
+          info mem              QEMU's list of mapped ranges: start-end size perm (u/-, r, w/-)
+          info tlb              QEMU's list of page-table leaf entries: virtual: physical flags
+          info mtree            guest RAM, MMIO and port I/O devices, in QEMU's layout
+          gva2gpa ADDR          the guest-physical address ADDR maps to (current vCPU)
+          xp /NFS ADDR          N units of physical memory at ADDR, F: x d u o c, S: b h w g
+                                (QEMU remembers F and S between commands, and so does gdbvmm);
+                                also xp ADDR N
+          info sysregs          DR0-7, selected MSRs, segments, descriptor tables, mp state
+          info mappings         the page-table mappings merged into ranges, with physical starts
           info exits            KVM exits per vCPU: reason, count, time spent in KVM_RUN
-          info registers        DR0-7, selected MSRs, segments, descriptor tables, mp state
-          info mem              the guest page-table mappings, merged into ranges
           info cpus             every vCPU and its state
-          xp /N[bhwg] ADDR      N units of physical memory at ADDR (default /16b); also xp ADDR [N]
-          phys on|off           memory packets take physical addresses (on) or virtual (off)
+          phys on|off           memory packets take physical addresses (on) or virtual (off);
+                                the same as QEMU's maint packet Qqemu.PhyMemMode:1 or :0
           system_reset          back to the image's entry state; breakpoints are kept
           exits reset           clear the exit counters
           quit                  end the VM (gdbvmm exits with status 0)
@@ -25,10 +33,15 @@ extension Controller {
         switch (first, words.count > 1 ? words[1] : "") {
         case ("help", _), ("?", _): return Controller.monitorHelp
         case ("info", "exits"): return exitTable()
-        case ("info", "registers"), ("info", "regs"): return systemRegisters()
-        case ("info", "mem"): return memoryMappings()
+        case ("info", "registers"): return qemuInfoRegisters()
+        case ("info", "sysregs"), ("info", "regs"): return systemRegisters()
+        case ("info", "mem"): return qemuInfoMem()
+        case ("info", "tlb"): return qemuInfoTLB()
+        case ("info", "mtree"): return qemuInfoMtree()
+        case ("info", "mappings"): return memoryMappings()
         case ("info", "cpus"): return cpuList()
-        case ("xp", _): return physicalDump(Array(words.dropFirst()))
+        case ("gva2gpa", _): return qemuGva2gpa(Array(words.dropFirst()))
+        case ("xp", _): return qemuXP(Array(words.dropFirst()))
         case ("phys", "on"):
             machine.physicalAddressing = true
             return "memory packets now take guest-physical addresses\n"
@@ -52,7 +65,8 @@ extension Controller {
             quitVM()
             return "ending the VM\n"
         default:
-            return "unknown monitor command '\(line)'\n\n" + Controller.monitorHelp
+            // QEMU's first line (pwndbg looks for "unknown command"), then gdbvmm's list.
+            return "unknown command: '\(first)'\n\n" + Controller.monitorHelp
         }
     }
 
@@ -161,44 +175,5 @@ extension Controller {
             text += "\(i == currentVCPU ? "*" : " ") vCPU \(i) (thread \(i + 1)): \(threadExtraInfo(i + 1)), rip \(rip)\n"
         }
         return text
-    }
-
-    private func physicalDump(_ args: [String]) -> String {
-        var unit = 1
-        var count = 16
-        var rest = args
-        if let format = rest.first, format.hasPrefix("/") {
-            rest.removeFirst()
-            var digits = ""
-            for c in format.dropFirst() {
-                if c.isNumber { digits.append(c) }
-                else if c == "b" { unit = 1 } else if c == "h" { unit = 2 } else if c == "w" { unit = 4 } else if c == "g" { unit = 8 }
-                else if c == "x" { continue }
-                else { return "xp: unknown format '\(format)'; use /N followed by b, h, w or g\n" }
-            }
-            if let n = Int(digits) { count = n }
-        }
-        guard let addressText = rest.first, let address = parseNumber(addressText) else {
-            return "usage: xp /N[bhwg] ADDRESS   or   xp ADDRESS [COUNT]\n"
-        }
-        if rest.count > 1, let n = parseNumber(rest[1]) { count = Int(clamping: n) }
-        count = min(max(count, 1), 4096)
-        guard let bytes = try? machine.ram.read(at: address, count: count * unit) else {
-            return "xp: \(hex(address))+\(count * unit) is outside guest RAM (\(machine.ram.size >> 20) MiB)\n"
-        }
-        var text = ""
-        let perLine = max(1, 16 / unit)
-        for i in 0..<count {
-            if i % perLine == 0 { text += (i > 0 ? "\n" : "") + hex(address + UInt64(i * unit)) + ":" }
-            var value: UInt64 = 0
-            for b in 0..<unit { value |= UInt64(bytes[i * unit + b]) << (8 * UInt64(b)) }
-            text += " 0x" + String(format: "%0\(unit * 2)llx", value)
-        }
-        return text + "\n"
-    }
-
-    private func parseNumber(_ text: String) -> UInt64? {
-        if text.hasPrefix("0x") || text.hasPrefix("0X") { return UInt64(text.dropFirst(2), radix: 16) }
-        return UInt64(text)
     }
 }

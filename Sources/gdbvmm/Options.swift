@@ -24,6 +24,8 @@ struct Options: Equatable {
     var gdb: Endpoint?
     var waitForGDB = false
     var serial: Serial = .stdio
+    /// `--timeout SECONDS`: the VM is ended (status 124) this long after it starts.
+    var timeout: Double?
     var showHelp = false
     var showVersion = false
 }
@@ -56,6 +58,9 @@ let usage = """
           --serial stdio|file:PATH|none
                                  where the guest's serial port (0x3F8) and port 0xE9 go
                                  (default stdio; stderr with --gdb stdio)
+          --timeout SECONDS      end the VM SECONDS after it starts (fractions allowed), with
+                                 exit status 124 and every vCPU's registers on stderr: for CI
+                                 jobs whose guest may hang (counted with or without gdb)
       -h, --help                 show this help
           --version              show the version
 
@@ -64,10 +69,14 @@ let usage = """
 
     exit status:
       (v << 1) | 1   the guest wrote v to the debug-exit port 0xF4 (QEMU's isa-debug-exit)
-      0              the guest powered off (port 0x604), every vCPU halted, or gdb killed it
+      0              the guest powered off (ACPI, or port 0x604), every vCPU halted, or gdb
+                     killed it
+      6              the guest reset the machine (reboot: ACPI reset register 0xCF9, or 0xFE
+                     to port 0x64)
       2              bad usage, an unreadable or invalid image, or /dev/kvm missing/inaccessible
       4              the guest crashed (triple fault, emulation failure, failed entry); the vCPU
                      registers are printed to stderr
+      124            the guest ran past --timeout; the vCPU registers are printed to stderr
       129, 130, 143  ended by SIGHUP, SIGINT or SIGTERM (128 + the signal), socket file removed
     """
 
@@ -154,6 +163,12 @@ func parseOptions(_ arguments: [String]) throws(UsageError) -> Options {
             options.gdb = endpoint
         case "-s": options.gdb = .tcp(host: "127.0.0.1", port: 1234)
         case "-S", "--wait-gdb": options.waitForGDB = true
+        case "--timeout":
+            let text = try value(name, inline: inline)
+            guard let seconds = Double(text), seconds.isFinite, seconds > 0, seconds <= 1e9, text.allSatisfy({ $0.isNumber || $0 == "." }) else {
+                throw UsageError(message: "invalid --timeout '\(text)': give a number of seconds greater than 0, e.g. 30 or 2.5")
+            }
+            options.timeout = seconds
         case "--serial":
             let text = try value(name, inline: inline)
             if text == "stdio" { options.serial = .stdio }

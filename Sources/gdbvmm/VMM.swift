@@ -15,25 +15,13 @@ func fail(_ message: String, status: Int32 = 2) -> Int32 {
 /// Builds the machine from the options and runs it to its end, then exits with the guest's
 /// status; returns only the status of a failure to start.
 func runVMM(_ options: Options) -> Int32 {
-    guard let data = FileManager.default.contents(atPath: options.guest) else {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: options.guest, isDirectory: &isDirectory) {
-            return fail(isDirectory.boolValue ? "\(options.guest) is a directory, not a guest image"
-                                              : "cannot read \(options.guest): permission denied")
-        }
-        return fail("guest image \(options.guest) does not exist")
-    }
+    let image: [UInt8]
     var initrd: [UInt8]?
-    if let path = options.initrd {
-        guard let bytes = FileManager.default.contents(atPath: path) else {
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
-                return fail(isDirectory.boolValue ? "--initrd \(path) is a directory, not an initrd"
-                                                  : "cannot read the initrd \(path): permission denied")
-            }
-            return fail("initrd \(path) does not exist")
-        }
-        initrd = [UInt8](bytes)
+    do {
+        image = try ImageFile.read(options.guest, what: "guest image", limit: options.memory)
+        if let path = options.initrd { initrd = try ImageFile.read(path, what: "initrd", limit: options.memory) }
+    } catch {
+        return fail("\(error)")
     }
     let console: BufferedSink?
     switch options.serial {
@@ -54,7 +42,7 @@ func runVMM(_ options: Options) -> Int32 {
         // GDBVMM_KVM_DEVICE names another KVM device node (a container's, or a test's).
         let kvmPath = ProcessInfo.processInfo.environment["GDBVMM_KVM_DEVICE"] ?? "/dev/kvm"
         machine = try Machine(MachineConfiguration(
-            image: [UInt8](data), memorySize: options.memory, cpuCount: options.cpus,
+            image: image, memorySize: options.memory, cpuCount: options.cpus,
             commandLine: options.commandLine, initrd: initrd, serial: serial, kvmPath: kvmPath))
     } catch {
         return fail("\(error)")

@@ -1,3 +1,4 @@
+import Glibc
 import Foundation
 import Testing
 
@@ -129,7 +130,24 @@ struct CommandLineTests {
         #expect(missing.stderr.contains("does not exist"))
         let directory = Harness.run([Harness.binary, dir.path])
         #expect(directory.status == 2)
-        #expect(directory.stderr == "gdbvmm: \(dir.path) is a directory, not a guest image\n")
+        #expect(directory.stderr == "gdbvmm: the guest image \(dir.path) is a directory, not a file gdbvmm can load; give the path of the file itself\n")
+        for device in ["/dev/null", "/dev/zero"] {
+            let refused = Harness.run([Harness.binary, device])
+            #expect(refused.status == 2)
+            #expect(refused.stderr.contains("the guest image \(device) is a character device"), "\(refused.stderr)")
+        }
+        let fifo = dir.appendingPathComponent("fifo").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let pipe = Harness.run([Harness.binary, fifo])
+        #expect(pipe.status == 2 && pipe.stderr.contains("is a FIFO (named pipe) or a pipe"), "\(pipe.stderr)")
+        let initrd = Harness.run([Harness.binary, "--initrd", "/dev/zero", Harness.guest("bzimage")])
+        #expect(initrd.status == 2 && initrd.stderr.contains("the initrd /dev/zero is a character device"), "\(initrd.stderr)")
+        // 2 GiB of nothing bootable (sparse: no disk space): refused from its first 8 KiB.
+        let junk = dir.appendingPathComponent("junk").path
+        #expect(FileManager.default.createFile(atPath: junk, contents: nil))
+        #expect(truncate(junk, 2 << 30) == 0)
+        let huge = Harness.run([Harness.binary, "-m", "3G", junk])
+        #expect(huge.status == 2 && huge.stderr.contains("neither ELF nor has a multiboot header"), "\(huge.stderr)")
 
         let small = Harness.run([Harness.binary, "-m", "1M", Harness.guest("demo-elf64")])
         #expect(small.status == 2)

@@ -28,14 +28,30 @@ struct EarlyBreakpointTests {
         #expect(o.vmmStdout == "highhalf: mapped\nhighhalf: done\n")
     }
 
-    @Test("unmapped breakpoints use the four debug registers; a fifth is refused and the session goes on")
+    @Test("sixteen breakpoints on code not mapped at boot, set before boot, all hit: the ELF's segments say where it lies")
+    func sixteenBreakpointsBeforeMapping() throws {
+        let breaks = (0..<16).map { "break late_\($0)" }.joined(separator: "\n")
+        let continues = Array(repeating: "continue", count: 16).joined(separator: "\n")
+        let o = try debugSession("highhalf", """
+            \(breaks)
+            \(continues)
+            print late_steps
+            continue
+            """)
+        expectInOrder(o.gdb.output, (0..<16).map { "late_\($0) () at" } + ["$1 = 15", "exited with code 0205"])
+        #expect((0..<16).allSatisfy { o.gdb.output.contains("Breakpoint \($0 + 1), late_\($0) ()") }, "gdb output: \(o.gdb.output)")
+        #expect(!o.gdb.output.contains("Cannot insert breakpoint"), "gdb output: \(o.gdb.output)")
+        #expect(o.vmmStatus == 133, "stderr: \(o.vmmStderr)")
+    }
+
+    @Test("breakpoints where neither the page tables nor the image say anything use the four debug registers; a fifth is refused and the session goes on")
     func fifthUnmappedBreakpoint() throws {
         let o = try debugSession("highhalf", """
-            break *0x8000000000
-            break *0x8000000001
-            break *0x8000000002
-            break *0x8000000003
-            break *0x8000000004
+            break *0x9000000000
+            break *0x9000000010
+            break *0x9000000020
+            break *0x9000000030
+            break *0x9000000040
             python
             try:
                 gdb.execute("continue")
@@ -43,6 +59,7 @@ struct EarlyBreakpointTests {
                 print("REFUSED: %s" % e)
             end
             delete 5
+            break late_work
             continue
             print $pc
             delete
@@ -50,7 +67,7 @@ struct EarlyBreakpointTests {
             """)
         // gdb's warning goes to stderr, which the harness appends after stdout.
         #expect(o.gdb.stderr.contains("Cannot insert breakpoint 5"), "gdb stderr: \(o.gdb.stderr)")
-        expectInOrder(o.gdb.stdout, ["REFUSED", "Breakpoint 1, ", "late_work", "exited with code 0205"])
+        expectInOrder(o.gdb.stdout, ["REFUSED", "Breakpoint 6, ", "late_work", "exited with code 0205"])
         #expect(o.vmmStatus == 133, "stderr: \(o.vmmStderr)")
     }
 }

@@ -135,7 +135,7 @@ struct GDBSessionTests {
             set breakpoint always-inserted on
             break compute
             maint packet m100120,4
-            monitor xp 0x100120 4
+            monitor xp /4xb 0x100120
             hbreak square
             hbreak add
             hbreak spin
@@ -147,7 +147,7 @@ struct GDBSessionTests {
         // physical memory really holds the 0xcc.
         expectInOrder(o.gdb.output, ["Breakpoint 1 at 0x100120", "received: \"8b45fc89\"",
                                      "Hardware assisted breakpoint 6", "Cannot insert hardware breakpoint 6"])
-        #expect(o.gdb.output.contains("0x0000000000100120: 0xcc 0x45 0xfc 0x89"))
+        #expect(o.gdb.output.contains("0000000000100120: 0xcc 0x45 0xfc 0x89"))
         // gdb's batch error detaches: the guest runs on to its end.
         #expect(o.vmmStatus == 33)
     }
@@ -215,17 +215,19 @@ struct GDBSessionTests {
         let o = try debugSession("demo-elf64", """
             break compute
             continue
-            maint packet P3c=0100000000000000
-            maint packet p3c
-            maint packet P41=0000000000000000
-            maint packet p41
+            maint packet P3b=0100000000000000
+            maint packet p3b
+            maint packet P40=0000000000000000
+            maint packet p40
             stepi
             bt 1
             delete
             continue
             """)
-        expectInOrder(o.gdb.output, ["Breakpoint 1, compute", "received: \"E01\"", "received: \"3300058000000000\"",
-                                     "received: \"E01\"", "received: \"0005000000000000\"",
+        // cr0 is register 59, efer 64; a refusal names the register and the value.
+        expectInOrder(o.gdb.output, ["Breakpoint 1, compute", "received: \"E.cr0: the CPU refused 0x1 (KVM_SET_SREGS",
+                                     "received: \"3300058000000000\"",
+                                     "received: \"E.efer: the CPU refused 0x0 (KVM_SET_SREGS", "received: \"0005000000000000\"",
                                      "in compute (n=5)", "exited with code 041"])
         #expect(o.vmmStatus == 33)
     }

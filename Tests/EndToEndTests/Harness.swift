@@ -36,7 +36,14 @@ enum Harness {
         return ok
     }()
 
+    /// gdb from $GDBVMM_TEST_GDB (a path, e.g. the gdb 18 that scripts/newer-debuggers
+    /// installs, so the whole suite runs against it), else the first on PATH.
     static let gdbPath: String? = {
+        if let chosen = ProcessInfo.processInfo.environment["GDBVMM_TEST_GDB"], !chosen.isEmpty {
+            if access(chosen, X_OK) == 0 { return chosen }
+            warn("GDBVMM_TEST_GDB=\(chosen) is not an executable: end-to-end tests that drive gdb are SKIPPED")
+            return nil
+        }
         for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
             let candidate = "\(dir)/gdb"
             if access(candidate, X_OK) == 0 { return candidate }
@@ -160,13 +167,14 @@ enum Harness {
                       stderr: String(decoding: errData, as: UTF8.self))
     }
 
-    /// Runs gdb in batch mode on `commands` (one per line), with the guest's symbols loaded.
-    static func gdb(_ commands: String, symbols: String, timeout: Double = 120) -> Result {
+    /// Runs gdb (`gdbPath`, or the one given) in batch mode on `commands` (one per line), with
+    /// the guest's symbols loaded.
+    static func gdb(_ commands: String, symbols: String, timeout: Double = 120, using gdb: String? = nil) -> Result {
         let script = FileManager.default.temporaryDirectory
             .appendingPathComponent("gdbvmm-e2e-\(UUID().uuidString).gdb")
         try? ("set pagination off\nset confirm off\n" + commands + "\n").write(to: script, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: script) }
-        return run([gdbPath ?? "gdb", "-nx", "-batch", "-x", script.path, symbols], timeout: timeout)
+        return run([gdb ?? gdbPath ?? "gdb", "-nx", "-batch", "-x", script.path, symbols], timeout: timeout)
     }
 }
 

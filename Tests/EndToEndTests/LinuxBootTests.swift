@@ -40,6 +40,14 @@ struct LinuxBootTests {
         #expect(plain.status == 33)
     }
 
+    @Test("power-off and reset through the ACPI tables, as Linux does them, end the VM with 0 and 6",
+          arguments: [("acpi=poweroff", Int32(0), "acpi: sleep control register, S5"), ("acpi=reboot", Int32(6), "acpi: reset register")])
+    func acpiPowerOffAndReset(argument: String, status: Int32, line: String) {
+        let r = Harness.run([Harness.binary, "--append", argument, Harness.guest("bzimage")])
+        #expect(r.status == status, "stderr: \(r.stderr)")
+        #expect(r.stdout.hasSuffix(line + "\n"), "stdout: \(r.stdout)")
+    }
+
     @Test("a missing or oversized initrd exits 2 with a message")
     func badInitrd() throws {
         let missing = Harness.run([Harness.binary, "--initrd", "/nonexistent/initrd.img", Harness.guest("bzimage")])

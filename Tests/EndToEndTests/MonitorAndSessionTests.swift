@@ -13,10 +13,15 @@ struct MonitorAndSessionTests {
             monitor help
             monitor info exits
             monitor info registers
+            monitor info sysregs
             monitor info mem
+            monitor info mappings
+            monitor info tlb
+            monitor info mtree
+            monitor gva2gpa 0x100120
             monitor info cpus
             monitor xp /2g 0x1000
-            monitor xp 0x100000 4
+            monitor xp /xb 0x100000 4
             monitor phys on
             x/2xb 0x100000
             monitor phys off
@@ -35,16 +40,24 @@ struct MonitorAndSessionTests {
             "$1 = (void (*)()) 0x100000 <_start>", "Breakpoint 1, compute", "#0  compute",
         ])
         expectInOrder(o.gdb.stderr, [
-            "gdbvmm monitor commands:", "info exits",
+            "gdbvmm monitor commands", "info exits",
             "vCPU 0:", "reason", "IO ", "port 0x3f", "IO ", "port 0x3f",
+            // QEMU's register dump, then gdbvmm's system registers.
+            "CPU#0\nRAX=", "RIP=0000000000100120 RFL=", "CS =0008 0000000000000000 ffffffff 00a09b00 DPL=0 CS64 [-RA]",
+            "GDT=     0000000000000500 0000001f", "CR3=0000000000001000", "EFER=0000000000000500", "FCW=037f",
             "dr7", "msr EFER (0xc0000080)", "0x0000000000000500", "APIC_BASE",
             "cs  sel 0x0008", "gdt base 0x0000000000000500", "mp_state runnable",
+            // QEMU's info mem, then gdbvmm's mappings with their physical starts.
+            "0000000000000000-0000000040000000 0000000040000000 -rw\n",
             "cr3 0x0000000000001000", "virtual start", "0x0000000000000000   0x0000000040000000   0x0000000000000000", "rwx",
-            "* vCPU 0 (thread 1): running, rip 0x0000000000100120",
-            "0x0000000000001000: 0x00000000000020",
-            "0x0000000000100000: 0x31 0xed",
+            "0000000000000000: 0000000000000000 --P", "address-space: memory", "(prio 0, ram): ram",
+            "address-space: I/O", "00000000000003f8-00000000000003ff (prio 0, i/o): Serial16550",
+            "gpa: 0x100120",
+            "* vCPU 0 (thread 1): CPU#0 [running], long mode, rip 0x0000000000100120",
+            "0000000000001000: 0x00000000000020",
+            "0000000000100000: 0x31 0xed",
             "guest-physical addresses", "guest-virtual addresses",
-            "unknown monitor command 'bogus'", "gdbvmm monitor commands:",
+            "unknown command: 'bogus'", "gdbvmm monitor commands",
             "exit counters cleared",
             "back at its entry point",
             "ending the VM",
@@ -61,7 +74,7 @@ struct MonitorAndSessionTests {
             break compute
             continue
             monitor system_reset
-            monitor xp 0x100120 4
+            monitor xp /4xb 0x100120
             maint packet m100120,4
             maintenance flush register-cache
             print $pc
@@ -74,7 +87,7 @@ struct MonitorAndSessionTests {
                                      "received: \"8b45fc89\"", "<_start>", "Breakpoint 1, compute", "#0  compute",
                                      "exited with code 041"])
         // Physical memory holds the int3 again; the `m` reply shows the reloaded original byte.
-        expectInOrder(o.gdb.stderr, ["back at its entry point", "0x0000000000100120: 0xcc 0x45 0xfc 0x89"])
+        expectInOrder(o.gdb.stderr, ["back at its entry point", "0000000000100120: 0xcc 0x45 0xfc 0x89"])
         #expect(o.vmmStatus == 33)
     }
 

@@ -97,7 +97,7 @@ struct MultiVCPUTests {
             continue
             """, vmmArguments: ["--cpus", "2", "--serial", "file:" + serial])
         expectInOrder(o.gdb.output, ["hit Breakpoint 1, cpu_work (cpu=1)", "[Switching to thread 2 (Thread 2)]",
-                                     "received signal SIGINT", "\"vCPU 1\" (halted)", "halt_forever",
+                                     "received signal SIGINT", "\"vCPU 1\" (CPU#1 [halted ], long mode)", "halt_forever",
                                      "exited with code 05"])
         #expect(o.vmmStatus == 5)
         #expect(!o.gdb.output.contains("never came"), "pressed only after the AP said it was parking")
@@ -115,8 +115,8 @@ struct MultiVCPUTests {
             set var stop_all = 1
             continue
             """, vmmArguments: ["--cpus", "2"])
-        expectInOrder(o.gdb.output, ["\"vCPU 1\" (waiting for SIPI)", "hit Breakpoint 1, cpu_work (cpu=1)",
-                                     "\"vCPU 1\" (running)", "$1 = 1", "exited with code 05"])
+        expectInOrder(o.gdb.output, ["\"vCPU 1\" (CPU#1 [halted ] waiting for SIPI)", "hit Breakpoint 1, cpu_work (cpu=1)",
+                                     "\"vCPU 1\" (CPU#1 [running], 32-bit protected mode)", "$1 = 1", "exited with code 05"])
         #expect(o.vmmStatus == 5, "stderr: \(o.vmmStderr)")
         #expect(o.vmmStdout.contains("smp-multiboot: 2 cpus online"))
     }

@@ -34,6 +34,11 @@ struct OptionsTests {
         (["-m", "64M"], "no guest image given"),
         (["-S", "x"], "-S/--wait-gdb needs a gdb endpoint: add -s or --gdb tcp:PORT"),
         (["a", "b"], "more than one guest image given ('a' and 'b')"),
+        (["--timeout", "0", "x"], "invalid --timeout '0': give a number of seconds greater than 0, e.g. 30 or 2.5"),
+        (["--timeout=-1", "x"], "invalid --timeout '-1': give a number of seconds greater than 0, e.g. 30 or 2.5"),
+        (["--timeout", "1e3", "x"], "invalid --timeout '1e3': give a number of seconds greater than 0, e.g. 30 or 2.5"),
+        (["--timeout", "soon", "x"], "invalid --timeout 'soon': give a number of seconds greater than 0, e.g. 30 or 2.5"),
+        (["x", "--timeout"], "--timeout needs a value"),
     ])
     func usageError(arguments: [String], message: String) {
         let r = Harness.run([Harness.binary] + arguments)
@@ -57,6 +62,8 @@ struct OptionsTests {
         [missingGuest, "-m", "512K", "--cpus", "1"],
         ["--cmdline", "--not-an-option", missingGuest],
         ["--cmdline=", missingGuest],
+        ["--timeout", "30", missingGuest],
+        ["--timeout=0.25", "-s", missingGuest],
     ])
     func accepted(arguments: [String]) {
         let r = Harness.run([Harness.binary] + arguments)

@@ -53,4 +53,36 @@ struct ACPITablesTests {
         #expect(Array(dsdt.prefix(4)) == Array("DSDT".utf8) && sum(dsdt) == 0)
         #expect(bytes.count <= 0x10000, "the tables fit below 0xF0000")
     }
+
+    @Test("The FADT's reset and sleep registers lead to the devices that end the VM, and \\_S5 names their sleep type")
+    func powerOffAndReset() {
+        let bytes = ACPITables.build(cpuCount: 1)
+        let xsdt = Array(table(bytes, at: le64(bytes, 24)))
+        let fadt = Array(table(bytes, at: le64(xsdt, 44)))
+        // A Generic Address Structure: system I/O, 8 bits wide, byte access.
+        func port(_ offset: Int) -> UInt16? {
+            guard Array(fadt[offset..<offset + 4]) == [1, 8, 0, 1] else { return nil }
+            return UInt16(le64(fadt, offset + 4))
+        }
+        #expect(le32(fadt, 112) & (1 << 10) != 0, "RESET_REG_SUP")
+        let reset = port(116), sleepControl = port(244), sleepStatus = port(256)
+        #expect(reset == 0xCF9 && fadt[128] == 0x06)
+        #expect(sleepControl != nil && sleepStatus != nil)
+        // What Linux writes: the reset value, then SLP_TYP from \_S5 with SLP_EN.
+        #expect(ResetControl().write(port: reset ?? 0, size: 1, value: UInt32(fadt[128])) == .reset)
+        let dsdt = Array(table(bytes, at: le64(fadt, 140)))
+        let body = Array(dsdt.dropFirst(36))
+        #expect(Array(body.prefix(5)) == [0x08] + Array("_S5_".utf8))
+        #expect(body[5] == 0x12 && Int(body[6]) == body.count - 6, "the package length covers the rest")
+        let slpTyp = UInt32(body[9])
+        #expect(body[8] == 0x0A && slpTyp == 5)
+        let device = ACPISleepControl()
+        #expect(device.write(port: sleepStatus ?? 0, size: 1, value: 0x80) == .none, "clearing WAK_STS")
+        #expect(device.write(port: sleepControl ?? 0, size: 1, value: slpTyp << 2) == .none, "no SLP_EN yet")
+        #expect(device.write(port: sleepControl ?? 0, size: 1, value: slpTyp << 2 | 0x20) == .powerOff)
+        #expect(device.write(port: sleepControl ?? 0, size: 1, value: 3 << 2 | 0x20) == .none, "S3 is not offered")
+        #expect(ResetControl().write(port: 0x64, size: 1, value: 0xFE) == .reset)
+        #expect(ResetControl().write(port: 0x64, size: 1, value: 0xAD) == .none)
+        #expect(ResetControl().read(port: 0x64, size: 1) & 0xFF == 0xFF, "no 8042 behind it")
+    }
 }

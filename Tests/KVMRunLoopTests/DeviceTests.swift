@@ -1,3 +1,4 @@
+import Synchronization
 import Dispatch
 import Foundation
 import Testing
@@ -87,6 +88,39 @@ import Glibc
         #expect(inb(2) == 0xC1)
         _ = out(0, 0x41)
         #expect(inb(2) == 0xC2)
+    }
+
+    @Test("The interrupt line follows IIR, gated by OUT2, as Linux's interrupt-driven 8250 driver needs")
+    func interruptLine() {
+        let levels = Mutex<[Bool]>([])
+        serial.connect { high in levels.withLock { $0.append(high) } }
+        func line() -> [Bool] { levels.withLock { let l = $0; $0.removeAll(); return l } }
+        _ = out(1, 0x01)
+        serial.receive([1])
+        #expect(line() == [], "without OUT2 the line stays low")
+        _ = out(4, 0x08)               // OUT2
+        #expect(line() == [true], "received data pending")
+        _ = inb(0)
+        #expect(line() == [false], "read: nothing pending")
+        _ = out(1, 0x03)               // and THR empty
+        #expect(line() == [true])
+        #expect(inb(2) == 0x02)        // reading IIR clears the THR-empty condition
+        #expect(line() == [false])
+        _ = out(0, 0x41)               // each byte sent leaves THR empty again: a new edge
+        #expect(line() == [true])
+        serial.receive([2])
+        #expect(inb(2) == 0x04, "received data outranks THR empty")
+        _ = inb(0)
+        #expect(inb(2) == 0x02)
+        #expect(line() == [false])
+        _ = out(1, 0x01)
+        serial.receive([3])
+        #expect(line() == [true])
+        _ = out(4, 0x18)               // loopback keeps the interrupt inside the chip
+        #expect(line() == [false])
+        _ = out(4, 0x08)
+        _ = out(1, 0x00)               // disabling the interrupts lowers the line too
+        #expect(line() == [true, false])
     }
 
     @Test func wideAccessesSplitIntoRegisters() {

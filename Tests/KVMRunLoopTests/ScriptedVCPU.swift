@@ -62,6 +62,8 @@ final class ScriptedVCPU: VCPUBackend, @unchecked Sendable {
     func x87StatusWord() throws(SystemError) -> UInt16 { cond.lock(); defer { cond.unlock() }; return fsw }
     func getVCPUEvents() throws(SystemError) -> kvm_vcpu_events { kvm_vcpu_events() }
     func setVCPUEvents(_ events: kvm_vcpu_events) throws(SystemError) {}
+    var pauseNotifications = 0
+    func notifyGuestPaused() throws(SystemError) { cond.lock(); pauseNotifications += 1; cond.unlock() }
     func setGuestDebug(flags: UInt32, debugRegs: [UInt64]) throws(SystemError) {
         cond.lock(); guestDebug.append(flags); cond.unlock()
     }

@@ -11,10 +11,11 @@ struct VCPUThreadTests {
     let posted = PostedStops()
     let env = FakeEnvironment()
 
-    func makeThread(_ backend: ScriptedVCPU) -> VCPUThread<ScriptedVCPU> {
+    func makeThread(_ backend: ScriptedVCPU, longStop: UInt64 = 1_000_000_000) -> VCPUThread<ScriptedVCPU> {
         #expect(KickSignal.installed)
         let posted = self.posted
-        let thread = VCPUThread(backend: backend, environment: env, statistics: nil, post: { _, stop in posted.post(stop) })
+        let thread = VCPUThread(backend: backend, environment: env, statistics: nil, longStopNanoseconds: longStop,
+                                post: { _, stop in posted.post(stop) })
         thread.start()
         return thread
     }
@@ -40,6 +41,20 @@ struct VCPUThreadTests {
         #expect(env.writes.map(\.1) == [[0x68]])
         thread.finish()
         #expect(thread.currentState == .finished)
+    }
+
+    @Test("the guest hears of a long stop before it runs again (kvmclock's paused flag); not of a short one, nor before its first run",
+          arguments: [(UInt64(0), 2), (UInt64(3_600_000_000_000), 0)])
+    func longStopsAreAnnounced(longStop: UInt64, notifications: Int) {
+        let backend = ScriptedVCPU(script: [.hlt, .hlt, .hlt])
+        let thread = makeThread(backend, longStop: longStop)
+        for _ in 0..<3 {
+            thread.resume(plan(.run))
+            thread.waitUntilParked()
+        }
+        #expect(posted.all == [.halted, .halted, .halted])
+        #expect(backend.pauseNotifications == notifications)
+        thread.finish()
     }
 
     @Test("a pause before the vCPU enters KVM_RUN, inside it, and while an exit is handled: never lost")

@@ -55,8 +55,19 @@ final class FakeTarget: Target {
         return r
     }
 
+    /// The parts each register read asked for, in order.
+    private(set) var partsRead: [RegisterParts] = []
+    /// When set, register writes (only) throw it: a CPU that refuses a value.
+    var writeFailure: TargetError?
+
+    func readRegisters(thread: ThreadID, parts: RegisterParts) throws(TargetError) -> X86_64Registers {
+        partsRead.append(parts)
+        return try readRegisters(thread: thread)
+    }
+
     func writeRegisters(_ registers: X86_64Registers, thread: ThreadID) throws(TargetError) {
         if let failure { throw failure }
+        if let writeFailure { throw writeFailure }
         self.registers[thread] = registers
         calls.append(.writeRegisters(thread))
     }

@@ -29,8 +29,8 @@ import Testing
         // eip (8), esp (4), ebp (5), 8 hex digits each.
         #expect(h.send("?") == ["T05thread:01;08:00001000;04:00700000;05:f07f0000;"])
         let g = try #require(h.send("g").first)
-        #expect(g.count == 2 * 336)
-        #expect(g.count == 2 * RegisterLayout.i386.totalByteCount)
+        #expect(g.count == 2 * 376)
+        #expect(g.count == 2 * RegisterLayout.i386.gPacketByteCount)
         // eax ecx edx ebx esp ebp esi edi eip eflags.
         let first10: [String] = ["01000000", "44443333", "03000000", "88887777", "00700000", "f07f0000",
                                  "04000000", "05000000", "00001000", "02020000"]
@@ -39,7 +39,7 @@ import Testing
         #expect(h.send("p4") == ["00700000"])
         #expect(h.send("p0") == ["01000000"])
         #expect(h.send("p2f") == ["00000000"])  // efer
-        #expect(h.send("p30") == ["E01"])
+        #expect(h.send("p47") == ["E01"])
         // A 32-bit write zero-extends into the 64-bit field.
         #expect(h.send("P0=78563412") == ["OK"])
         #expect(t.registers[1]?.gpr[0] == 0x1234_5678)
@@ -62,7 +62,7 @@ import Testing
         #expect(t.registers[1]?.gpr[2] == 0x3333_4444)  // ecx came back zero-extended
         #expect(t.registers[1]?.gpr[8] == 0x1_0000_0008)
         #expect(t.registers[1] == expected)
-        #expect(h.send("G" + String(repeating: "00", count: 337)) == ["E01"])
+        #expect(h.send("G" + String(repeating: "00", count: 377)) == ["E01"])
         // Breakpoint, continue, hit on thread 2.
         #expect(h.send("Z0,100003,1") == ["OK"])
         #expect(h.send("vCont;c:-1") == [])

@@ -6,8 +6,10 @@ import FoundationXML
 #endif
 
 @Suite struct TargetDescriptionTests {
-    /// gdb as the shell finds it (the end-to-end suites look it up the same way).
+    /// $GDBVMM_TEST_GDB, else gdb as the shell finds it (the end-to-end suites look it up the
+    /// same way).
     static let gdbPath: String? = {
+        if let chosen = ProcessInfo.processInfo.environment["GDBVMM_TEST_GDB"], !chosen.isEmpty { return chosen }
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
         for directory in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(directory)/gdb") {
             return "\(directory)/gdb"
@@ -18,7 +20,7 @@ import FoundationXML
 
     @Test(arguments: TargetArchitecture.allCases)
     func isWellFormedWithNumberedRegisters(architecture: TargetArchitecture) throws {
-        let layout = RegisterLayout.of(architecture)
+        try checkWellFormed(RegisterLayout.of(architecture), Data(TargetDescription.bytes(for: architecture)))
         let document = try XMLDocument(data: Data(TargetDescription.bytes(for: architecture)))
         let root = try #require(document.rootElement())
         #expect(root.name == "target")
@@ -27,13 +29,45 @@ import FoundationXML
         let features = try root.nodes(forXPath: "feature").compactMap { ($0 as? XMLElement)?.attribute(forName: "name")?.stringValue }
         switch architecture {
         case .x86_64:
-            #expect(features == ["org.gnu.gdb.i386.core", "org.gnu.gdb.i386.sse", "org.gnu.gdb.i386.segments", "org.gnu.gdb.i386.sys"])
+            #expect(features == ["org.gnu.gdb.i386.core", "org.gnu.gdb.i386.sse", "org.gnu.gdb.i386.segments", "org.gnu.gdb.i386.sys",
+                                 "org.gnu.gdb.i386.sys.msr", "org.gnu.gdb.i386.sys.debug"])
         case .i386:
             // No segments feature: see RegisterLayout.i386.
-            #expect(features == ["org.gnu.gdb.i386.core", "org.gnu.gdb.i386.sse", "org.gnu.gdb.i386.sys"])
+            #expect(features == ["org.gnu.gdb.i386.core", "org.gnu.gdb.i386.sse", "org.gnu.gdb.i386.sys",
+                                 "org.gnu.gdb.i386.sys.msr", "org.gnu.gdb.i386.sys.debug"])
         }
         let regs = try root.nodes(forXPath: "feature/reg").compactMap { $0 as? XMLElement }
-        #expect(regs.count == (architecture == .x86_64 ? 66 : 48))
+        #expect(regs.count == (architecture == .x86_64 ? 92 : 71))
+    }
+
+    /// With every extension: gdb's avx, avx512 and pkeys features, and vec128 defined again in
+    /// avx512 for xmm16-31 (types are per feature).
+    @Test(arguments: TargetArchitecture.allCases)
+    func extensionsAreGDBFeatures(architecture: TargetArchitecture) throws {
+        let layout = RegisterLayout.of(architecture, extensions: .all)
+        let data = Data(TargetDescription.xml(describing: layout).utf8)
+        try checkWellFormed(layout, data)
+        let root = try #require(try XMLDocument(data: data).rootElement())
+        let features = try root.nodes(forXPath: "feature").compactMap { ($0 as? XMLElement)?.attribute(forName: "name")?.stringValue }
+        for name in ["org.gnu.gdb.i386.avx", "org.gnu.gdb.i386.avx512", "org.gnu.gdb.i386.pkeys"] {
+            #expect(features.contains(name), "\(name)")
+        }
+        let avx512Types = try root.nodes(forXPath: "feature[@name='org.gnu.gdb.i386.avx512']/*[@id]")
+            .compactMap { ($0 as? XMLElement)?.attribute(forName: "id")?.stringValue }
+        #expect(avx512Types.contains("v2ui128"))
+        #expect(avx512Types.contains("vec128") == (architecture == .x86_64))
+        // LLDB's fields: generic roles and DWARF numbers on the core registers, vectors marked.
+        let rip = try #require(try root.nodes(forXPath: "feature/reg[@generic='pc']").first as? XMLElement)
+        #expect(rip.attribute(forName: "name")?.stringValue == (architecture == .x86_64 ? "rip" : "eip"))
+        #expect(try root.nodes(forXPath: "feature/reg[@generic='sp']").count == 1)
+        let ymm0h = try #require(try root.nodes(forXPath: "feature/reg[@name='ymm0h']").first as? XMLElement)
+        #expect(ymm0h.attribute(forName: "encoding")?.stringValue == "vector")
+    }
+
+    private func checkWellFormed(_ layout: RegisterLayout, _ data: Data) throws {
+        let document = try XMLDocument(data: data)
+        let root = try #require(document.rootElement())
+        let regs = try root.nodes(forXPath: "feature/reg").compactMap { $0 as? XMLElement }
         #expect(regs.count == layout.registers.count)
         for (n, reg) in regs.enumerated() {
             #expect(reg.attribute(forName: "regnum")?.stringValue == "\(n)")
@@ -48,7 +82,7 @@ import FoundationXML
         }
         // Every non-builtin type a register uses is defined in the document.
         let defined = Set(try root.nodes(forXPath: "feature/*[@id]").compactMap { ($0 as? XMLElement)?.attribute(forName: "id")?.stringValue })
-        let builtin: Set = ["int", "int32", "int64", "data_ptr", "code_ptr", "i387_ext"]
+        let builtin: Set = ["int", "int32", "int64", "uint32", "uint64", "uint128", "data_ptr", "code_ptr", "i387_ext"]
         for reg in layout.registers {
             #expect(builtin.contains(reg.type) || defined.contains(reg.type), "\(reg.name): \(reg.type)")
         }
@@ -78,10 +112,15 @@ import FoundationXML
     @Test(.enabled(if: TargetDescriptionTests.gdbPath != nil, "needs gdb on PATH (apt-get install -y gdb)"),
           arguments: TargetArchitecture.allCases, ["GNU/Linux", "none"])
     func realGDBAcceptsIt(architecture: TargetArchitecture, osabi: String) throws {
-        let layout = RegisterLayout.of(architecture)
-        let tag = "\(architecture)-\(osabi == "none" ? "none" : "linux")"
+        try gdbAccepts(RegisterLayout.of(architecture), osabi: osabi)
+        try gdbAccepts(RegisterLayout.of(architecture, extensions: .all), osabi: osabi)
+    }
+
+    private func gdbAccepts(_ layout: RegisterLayout, osabi: String) throws {
+        let architecture = layout.architecture
+        let tag = "\(architecture)-\(osabi == "none" ? "none" : "linux")-\(layout.registers.count)"
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-rsp-\(getpid())-\(tag)-target.xml")
-        try Data(TargetDescription.bytes(for: architecture)).write(to: path)
+        try Data(TargetDescription.xml(describing: layout).utf8).write(to: path)
         defer { try? FileManager.default.removeItem(at: path) }
         let gdb = Process()
         gdb.executableURL = URL(fileURLWithPath: try #require(TargetDescriptionTests.gdbPath))

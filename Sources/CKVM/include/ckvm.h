@@ -26,6 +26,8 @@ extern const unsigned long CKVM_SET_TSS_ADDR;
 extern const unsigned long CKVM_SET_IDENTITY_MAP_ADDR;
 extern const unsigned long CKVM_CREATE_IRQCHIP;
 extern const unsigned long CKVM_CREATE_PIT2;
+extern const unsigned long CKVM_IRQ_LINE;
+extern const unsigned long CKVM_KVMCLOCK_CTRL;
 // vCPU ioctls.
 extern const unsigned long CKVM_RUN;
 extern const unsigned long CKVM_GET_REGS;
@@ -40,6 +42,7 @@ extern const unsigned long CKVM_SET_FPU;
 extern const unsigned long CKVM_GET_MSRS;
 extern const unsigned long CKVM_SET_MSRS;
 extern const unsigned long CKVM_SET_CPUID2;
+extern const unsigned long CKVM_GET_CPUID2;
 extern const unsigned long CKVM_SET_GUEST_DEBUG;
 extern const unsigned long CKVM_GET_DEBUGREGS;
 extern const unsigned long CKVM_SET_DEBUGREGS;

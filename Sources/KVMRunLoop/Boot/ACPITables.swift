@@ -1,8 +1,9 @@
 /// Minimal ACPI tables for Linux guests, which find the RSDP by scanning the BIOS area
 /// (0xE0000-0xFFFFF) when the boot protocol gives no pointer: an XSDT listing a MADT (one local
 /// APIC per vCPU, the IOAPIC of KVM's in-kernel irqchip, IRQ 0 routed to GSI 2 as on a PC) and a
-/// hardware-reduced FADT with an empty DSDT. Debian's cloud kernels have no MP-table parser, so
-/// without these they run on one CPU and no IOAPIC.
+/// hardware-reduced FADT (power-off and reset registers) with a DSDT holding only \_S5.
+/// Debian's cloud kernels have no MP-table parser, so without these they run on one CPU and no
+/// IOAPIC.
 public enum ACPITables {
     /// In the BIOS area, which the e820 maps gdbvmm gives mark reserved.
     public static let address: UInt64 = 0xE0000
@@ -11,7 +12,7 @@ public enum ACPITables {
         let base = UInt32(address)
         // Layout: RSDP (36, padded to 48), XSDT, MADT, FADT, DSDT, each 16-byte aligned.
         let rsdpSize = 48
-        let dsdt = header("DSDT", revision: 2, body: [])
+        let dsdt = header("DSDT", revision: 2, body: dsdtBody)
         let madt = header("APIC", revision: 4, body: madtBody(cpuCount: cpuCount))
         let xsdtSize = 36 + 8 * 2
         let xsdtAt = base + UInt32(rsdpSize)
@@ -45,12 +46,25 @@ public enum ACPITables {
         return body
     }
 
-    /// FADT revision 6: only the fields a hardware-reduced platform uses.
+    /// The DSDT's only object, `Name (_S5, Package () { 5, 5, 0, 0 })`: the sleep type of soft
+    /// off, without which Linux does not power off through ACPI.
+    static let dsdtBody: [UInt8] = [0x08] + Array("_S5_".utf8)
+        + [0x12, 0x08, 0x04, 0x0A, UInt8(ACPISleepControl.softOffType), 0x0A, UInt8(ACPISleepControl.softOffType), 0x00, 0x00]
+
+    /// A Generic Address Structure for an 8-bit register in system I/O space.
+    static func ioPort(_ port: UInt16) -> [UInt8] { [1, 8, 0, 1] + le64(UInt64(port)) }
+
+    /// FADT revision 6: only the fields a hardware-reduced platform uses, with the sleep control
+    /// and status registers (power-off) and the reset register (reboot) of ACPISleepAndReset.
     static func fadtBody(dsdt: UInt32) -> [UInt8] {
         var body = [UInt8](repeating: 0, count: 276 - 36)
         func put(_ bytes: [UInt8], at offset: Int) { body.replaceSubrange((offset - 36)..<(offset - 36 + bytes.count), with: bytes) }
         put(le32(dsdt), at: 40)                 // DSDT
-        put(le32(1 << 20), at: 112)             // flags: HW_REDUCED_ACPI
+        put(le32(1 << 20 | 1 << 10), at: 112)   // flags: HW_REDUCED_ACPI, RESET_REG_SUP
+        put(ioPort(ResetControl.port), at: 116) // RESET_REG
+        put([ResetControl.resetValue], at: 128) // RESET_VALUE
+        put(ioPort(ACPISleepControl.port), at: 244)        // SLEEP_CONTROL_REG
+        put(ioPort(ACPISleepControl.statusPort), at: 256)  // SLEEP_STATUS_REG
         put([5], at: 131)                       // FADT minor version 5 with revision 6 (ACPI 6.5)
         put(le64(UInt64(dsdt)), at: 140)        // X_DSDT
         put(Array("GDBVMM".utf8) + [0, 0], at: 268)  // hypervisor vendor identity

@@ -18,9 +18,34 @@ public struct LoadedGuest: Sendable {
     public var entry: [EntryState]
     /// Guest-physical ranges the image occupies (file data plus zeroed bss), for diagnostics.
     public var loadedRanges: [Range<UInt64>]
+    /// Where the ELF image's segments say their virtual addresses live in physical memory
+    /// (p_vaddr -> p_paddr): the guest's own page tables, once it builds them, map them so. A
+    /// breakpoint on a kernel's virtual address can be planted there before those tables exist.
+    public var imageMap: [ImageMapping]
 
-    public init(bootProtocol: BootProtocol, entry: [EntryState], loadedRanges: [Range<UInt64>]) {
+    public init(bootProtocol: BootProtocol, entry: [EntryState], loadedRanges: [Range<UInt64>],
+                imageMap: [ImageMapping] = []) {
         self.bootProtocol = bootProtocol; self.entry = entry; self.loadedRanges = loadedRanges
+        self.imageMap = imageMap
+    }
+
+    /// The physical address the image's segments put `virtual` at, if one of them covers it.
+    public func imagePhysical(forVirtual virtual: UInt64) -> UInt64? {
+        for mapping in imageMap where virtual >= mapping.virtual && virtual - mapping.virtual < mapping.size {
+            return mapping.physical + (virtual - mapping.virtual)
+        }
+        return nil
+    }
+}
+
+/// One loaded segment's virtual range and where it lies in physical memory.
+public struct ImageMapping: Sendable, Equatable {
+    public var virtual: UInt64
+    public var physical: UInt64
+    public var size: UInt64
+
+    public init(virtual: UInt64, physical: UInt64, size: UInt64) {
+        self.virtual = virtual; self.physical = physical; self.size = size
     }
 }
 
@@ -51,7 +76,11 @@ public func loadGuest(image: [UInt8], into memory: any PhysicalMemory, commandLi
                                  cpuCount: cpuCount, initrd: initrd)
     try plan.write(image: image, into: memory)
     return LoadedGuest(bootProtocol: plan.bootProtocol, entry: plan.entry,
-                       loadedRanges: plan.segments.map(\.range))
+                       loadedRanges: plan.segments.map(\.range),
+                       imageMap: plan.segments.compactMap { segment in
+                           segment.virtualAddress.map { ImageMapping(virtual: $0, physical: segment.physicalAddress,
+                                                                     size: segment.memorySize) }
+                       })
 }
 
 /// A part of the image to place in RAM: `fileSize` bytes from `fileOffset`, then zeros up to
@@ -63,17 +92,23 @@ struct PlannedSegment {
     var fileOffset: UInt64
     var fileSize: UInt64
     var memorySize: UInt64
+    /// The ELF segment's p_vaddr, for executable segments (breakpoints go on code; a vmlinux's
+    /// per-CPU segment has p_vaddr 0 and must not claim low addresses); nil for other segments
+    /// and for images without one (an a.out kludge, a bzImage).
+    var virtualAddress: UInt64?
 
     var range: Range<UInt64> { physicalAddress..<(physicalAddress + memorySize) }
 
-    init(name: String, physicalAddress: UInt64, fileOffset: UInt64, fileSize: UInt64, memorySize: UInt64) {
+    init(name: String, physicalAddress: UInt64, fileOffset: UInt64, fileSize: UInt64, memorySize: UInt64,
+         virtualAddress: UInt64? = nil) {
         self.name = name; self.physicalAddress = physicalAddress; self.fileOffset = fileOffset
-        self.fileSize = fileSize; self.memorySize = memorySize
+        self.fileSize = fileSize; self.memorySize = memorySize; self.virtualAddress = virtualAddress
     }
 
     init(_ header: ELFProgramHeader) {
         self.init(name: "segment \(header.index)", physicalAddress: header.physicalAddress,
-                  fileOffset: header.fileOffset, fileSize: header.fileSize, memorySize: header.memorySize)
+                  fileOffset: header.fileOffset, fileSize: header.fileSize, memorySize: header.memorySize,
+                  virtualAddress: header.flags & 1 != 0 ? header.virtualAddress : nil)
     }
 }
 

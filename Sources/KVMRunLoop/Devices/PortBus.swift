@@ -15,6 +15,11 @@ public final class PortBus: Sendable {
         self.devices = sorted.map { (ports: $0.0, device: $0.1) }
     }
 
+    /// The claimed port ranges in order, each with its device's type name (`monitor info mtree`).
+    public var claims: [(ports: ClosedRange<UInt16>, device: String)] {
+        devices.map { ($0.ports, String(describing: type(of: $0.device))) }
+    }
+
     /// A guest IN. Unclaimed ports read as all ones (0xFF, 0xFFFF or 0xFFFFFFFF), like an
     /// empty ISA bus.
     public func read(port: UInt16, size: Int) -> UInt32 {

@@ -6,6 +6,14 @@ public enum DeviceEffect: Sendable, Equatable {
     case exit(status: Int32)
     /// The guest turned the machine off (ACPI-style power-off): end the VM with status 0.
     case powerOff
+    /// The guest reset the machine (a reboot): end the VM with `resetStatus`.
+    case reset
+}
+
+extension DeviceEffect {
+    /// The exit status of a VM the guest reset: a rebooting guest is usually one that panicked
+    /// (Linux's `panic=N`), so it is not 0; even, so it cannot be mistaken for a debug-exit code.
+    public static let resetStatus: Int32 = 6
 }
 
 /// A device on the x86 port-I/O bus. Called from every vCPU thread, so a device guards its

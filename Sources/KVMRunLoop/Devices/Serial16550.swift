@@ -1,15 +1,24 @@
 import Synchronization
 
-/// A 16550A UART as a guest driver sees it, without interrupt wiring: transmitted bytes go to
-/// a sink immediately, so the transmitter is always empty (LSR = THRE|TEMT); received bytes
-/// are queued by `receive(_:)` and read from RBR. Registers a driver probes (scratch, divisor
-/// latch, loopback, FIFO identification in IIR) behave as on the chip, so Linux's 8250 driver
-/// and the usual polling `outb` loops work. Conventionally at ports 0x3F8-0x3FF (COM1).
+/// A 16550A UART as a guest driver sees it: transmitted bytes go to a sink immediately, so the
+/// transmitter is always empty (LSR = THRE|TEMT); received bytes are queued by `receive(_:)`
+/// and read from RBR. Registers a driver probes (scratch, divisor latch, loopback, FIFO
+/// identification in IIR) behave as on the chip, so Linux's 8250 driver and the usual polling
+/// `outb` loops work. With an interrupt line (`connect(interruptLine:)`, IRQ 4 on the in-kernel
+/// irqchip) it raises received-data and transmitter-empty interrupts as a PC's COM1 does (only
+/// while MCR.OUT2 gates the line through), so an interrupt-driven console, a shell on
+/// /dev/ttyS0, works. Conventionally at ports 0x3F8-0x3FF (COM1).
 public final class Serial16550: PortDevice {
     /// The first of the eight ports.
     public let base: UInt16
     private let sink: any ByteSink
     private let state = Mutex(Registers())
+    /// Set before the first vCPU runs; called under the state lock so that line changes from
+    /// different vCPU threads reach the irqchip in the order the register accesses happened.
+    private nonisolated(unsafe) var interruptLine: (@Sendable (Bool) -> Void)?
+
+    /// The ISA interrupt COM1 raises.
+    public static let irq: UInt32 = 4
 
     /// Bytes received but not read by the guest beyond this are dropped (and flagged as an
     /// overrun in LSR), so input the guest never reads cannot grow without bound.
@@ -20,9 +29,28 @@ public final class Serial16550: PortDevice {
         self.sink = sink
     }
 
+    /// Wires the UART's interrupt output; `setLevel(true)` raises the line. Call it before any
+    /// vCPU runs.
+    public func connect(interruptLine setLevel: @escaping @Sendable (Bool) -> Void) {
+        interruptLine = setLevel
+    }
+
     /// Queues bytes for the guest to read (typed on an interactive console).
     public func receive(_ bytes: [UInt8]) {
-        state.withLock { $0.enqueue(bytes) }
+        state.withLock { registers in
+            registers.enqueue(bytes)
+            updateLine(&registers)
+        }
+    }
+
+    /// Drives the interrupt line to what the registers now say, if it changed.
+    private func updateLine(_ registers: inout Registers) {
+        guard let interruptLine else { return }
+        let level = registers.interruptAsserted
+        if level != registers.lineLevel {
+            registers.lineLevel = level
+            interruptLine(level)
+        }
     }
 
     /// Reads each byte of a wider access from consecutive registers, as the ISA bus splits it.
@@ -33,6 +61,7 @@ public final class Serial16550: PortDevice {
                 let offset = (Int(port) - Int(base) + i) & 7
                 value |= UInt32(registers.read(offset: offset)) << (8 * UInt32(i))
             }
+            updateLine(&registers)
             return value
         }
     }
@@ -46,6 +75,7 @@ public final class Serial16550: PortDevice {
                     output.append(byte)
                 }
             }
+            updateLine(&registers)
             return output
         }
         // Outside the lock: the sink may block, and this vCPU does not resume before it returns,
@@ -70,12 +100,15 @@ private struct Registers {
     /// The "transmitter holding register empty" interrupt condition: set when THR empties
     /// (immediately, here) or when it is enabled, cleared by reading IIR that reports it.
     var transmitterEmptyPending = false
+    /// What the interrupt line was last driven to.
+    var lineLevel = false
 
     static let lsrDataReady: UInt8 = 0x01
     static let lsrOverrun: UInt8 = 0x02
     static let lsrTransmitterEmpty: UInt8 = 0x60  // THRE | TEMT
     static let lcrDLAB: UInt8 = 0x80
     static let mcrLoopback: UInt8 = 0x10
+    static let mcrOut2: UInt8 = 0x08
     static let ierReceivedData: UInt8 = 0x01
     static let ierTransmitterEmpty: UInt8 = 0x02
 
@@ -166,9 +199,8 @@ private struct Registers {
         return nil
     }
 
-    /// IIR: the highest-priority pending condition among those enabled in IER (none can
-    /// raise an interrupt here, but polling drivers such as Linux's read IIR to find work),
-    /// with bits 7:6 set while the FIFOs are enabled.
+    /// IIR: the highest-priority pending condition among those enabled in IER (polling drivers
+    /// read it too), with bits 7:6 set while the FIFOs are enabled.
     mutating func interruptIdentification() -> UInt8 {
         let fifoBits: UInt8 = fifoControl & 0x01 != 0 ? 0xC0 : 0
         if interruptEnable & Registers.ierReceivedData != 0 && dataReady { return fifoBits | 0x04 }
@@ -177,6 +209,14 @@ private struct Registers {
             return fifoBits | 0x02
         }
         return fifoBits | 0x01
+    }
+
+    /// The chip's INTR output as a PC's COM1 wires it: an enabled condition pending (IIR would
+    /// report it), gated by OUT2, and kept inside the chip in loopback.
+    var interruptAsserted: Bool {
+        guard modemControl & Registers.mcrOut2 != 0, !loopback else { return false }
+        return (interruptEnable & Registers.ierReceivedData != 0 && dataReady)
+            || (interruptEnable & Registers.ierTransmitterEmpty != 0 && transmitterEmptyPending)
     }
 
     /// MSR: in loopback the modem inputs follow the outputs (CTS=RTS, DSR=DTR, RI=OUT1,

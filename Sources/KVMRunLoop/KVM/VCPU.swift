@@ -247,6 +247,33 @@ public final class VCPU: VCPUBackend, @unchecked Sendable {
         return d
     }
 
+    /// dr0-3, dr6, dr7 as the guest sees them (gdbvmm's own hardware breakpoints live in the
+    /// guest-debug registers, not here). KVM refuses bits above 31 in dr6 and dr7.
+    public func setDebugRegs(_ regs: kvm_debugregs) throws(SystemError) {
+        var d = regs
+        d.flags = 0
+        try sys("KVM_SET_DEBUGREGS") { ckvm_ioctl_ptr(fd, CKVM_SET_DEBUGREGS, &d) }
+    }
+
+    /// The CPUID this vCPU was given (KVM_GET_CPUID2).
+    public func getCPUID() throws(SystemError) -> [kvm_cpuid_entry2] {
+        let capacity: UInt32 = 256
+        guard let buffer = ckvm_cpuid2_alloc(capacity) else {
+            throw SystemError("allocating a CPUID buffer", errno: ENOMEM)
+        }
+        defer { free(buffer) }
+        buffer.pointee.nent = capacity
+        try sys("KVM_GET_CPUID2") { ckvm_ioctl_ptr(fd, CKVM_GET_CPUID2, buffer) }
+        // SAFETY: ckvm_cpuid2_alloc sized the flexible array for `capacity` entries, and KVM
+        // wrote nent <= capacity of them.
+        let p = UnsafeMutableRawPointer(buffer).advanced(by: MemoryLayout<kvm_cpuid2>.size)
+            .assumingMemoryBound(to: kvm_cpuid_entry2.self)
+        return (0..<Int(min(buffer.pointee.nent, capacity))).map { p[$0] }
+    }
+
+    /// Bytes of the XSAVE image getXSave returns.
+    public var xsaveImageSize: Int { xsaveSize }
+
     public func getMPState() throws(SystemError) -> UInt32 {
         var s = kvm_mp_state()
         try sys("KVM_GET_MP_STATE") { ckvm_ioctl_ptr(fd, CKVM_GET_MP_STATE, &s) }
@@ -279,6 +306,10 @@ public final class VCPU: VCPUBackend, @unchecked Sendable {
             .assumingMemoryBound(to: kvm_cpuid_entry2.self)
         for (i, entry) in entries.enumerated() { p[i] = entry }
         try sys("KVM_SET_CPUID2") { ckvm_ioctl_ptr(fd, CKVM_SET_CPUID2, buffer) }
+    }
+
+    public func notifyGuestPaused() throws(SystemError) {
+        try sys("KVM_KVMCLOCK_CTRL") { ckvm_ioctl_int(fd, CKVM_KVMCLOCK_CTRL, 0) }
     }
 
     /// KVM_SET_GUEST_DEBUG, skipped when nothing changed: each ioctl costs microseconds here.

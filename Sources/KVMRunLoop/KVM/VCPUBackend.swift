@@ -27,6 +27,10 @@ public protocol VCPUBackend: AnyObject, Sendable {
     func x87StatusWord() throws(SystemError) -> UInt16
     /// KVM_SET_GUEST_DEBUG (implementations skip it when nothing changed).
     func setGuestDebug(flags: UInt32, debugRegs: [UInt64]) throws(SystemError)
+    /// KVM_KVMCLOCK_CTRL: tells a guest on kvmclock that it was paused, so its soft-lockup, RCU
+    /// stall, hung-task and clocksource watchdogs forgive the time gdb held it (the flag reaches
+    /// the guest at the next entry). Fails with EINVAL before the guest enabled kvmclock.
+    func notifyGuestPaused() throws(SystemError)
 }
 
 extension VCPUBackend {

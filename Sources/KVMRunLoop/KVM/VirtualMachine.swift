@@ -47,6 +47,15 @@ public final class VirtualMachine: @unchecked Sendable {
         try sys("KVM_CREATE_PIT2") { ckvm_ioctl_ptr(fd, CKVM_CREATE_PIT2, &config) }
     }
 
+    /// KVM_IRQ_LINE: drives an interrupt line of the in-kernel irqchip (PIC and IOAPIC pin
+    /// `irq`). ISA lines are edge-triggered: a rise from low to high is one interrupt.
+    public func setIRQLine(_ irq: UInt32, high: Bool) throws(SystemError) {
+        var line = kvm_irq_level()
+        line.irq = irq
+        line.level = high ? 1 : 0
+        try sys("KVM_IRQ_LINE \(irq)") { ckvm_ioctl_ptr(fd, CKVM_IRQ_LINE, &line) }
+    }
+
     public func createVCPU(index: Int) throws(SystemError) -> VCPU {
         let vcpufd = try sys("KVM_CREATE_VCPU \(index)") { ckvm_ioctl_int(fd, CKVM_CREATE_VCPU, UInt(index)) }
         let size = kvm.vcpuMmapSize

@@ -96,6 +96,7 @@ public enum ExitHandler {
             switch result.effect {
             case .exit(let status): return ExitAction(.stop(.exit(status: status)), completion: completion)
             case .powerOff: return ExitAction(.stop(.exit(status: 0)), completion: completion)
+            case .reset: return ExitAction(.stop(.exit(status: DeviceEffect.resetStatus)), completion: completion)
             case .none: return ExitAction(afterAccess(context, hit: nil), completion: completion)
             }
         case .mmio(let access):

@@ -3,11 +3,16 @@ extension Machine {
     public enum BreakpointError: Error, Sendable, Equatable { case unmapped, noFreeSlot }
 
     /// Plants 0xCC at the byte `address` maps to. Where nothing is mapped yet (a kernel's text
-    /// before its own page tables exist: `break start_kernel` before boot), a free debug
-    /// register carries the breakpoint instead: it matches the linear address whatever the
-    /// page tables say when the guest gets there, and gdb still sees a software breakpoint.
+    /// before its own page tables exist: `break start_kernel` before boot), the ELF image's
+    /// segments say where it will be (p_vaddr -> p_paddr) and the 0xCC goes there, for any
+    /// number of breakpoints. Where the image does not say either, a free debug register
+    /// carries the breakpoint: it matches the linear address whatever the page tables say when
+    /// the guest gets there, and gdb still sees a software breakpoint.
     public func insertSoftwareBreakpoint(at address: UInt64, vcpu index: Int) throws -> Void {
-        guard let physical = try translate(address, vcpu: index), physical < ram.size else {
+        // Before paging is on (a PVH entry) every address "maps" to itself, RAM or not.
+        let mapped = try translate(address, vcpu: index).flatMap { $0 < ram.size ? $0 : nil }
+        let physical = mapped ?? (physicalAddressing ? nil : guest.imagePhysical(forVirtual: address))
+        guard let physical, physical < ram.size else {
             if softwareBreakpointSlots.values.contains(address) { return }
             guard let slot = hardwareBreakpoints.firstIndex(where: { $0 == nil }) else { throw BreakpointError.unmapped }
             hardwareBreakpoints[slot] = address
@@ -19,6 +24,15 @@ extension Machine {
         if breakpoints.insert(virtual: address, physical: physical, original: original) {
             try ram.write([0xCC], at: physical)
         }
+        if mapped == nil { breakpointsSetBeforeMapping.insert(address) }
+        if breakpointsSetBeforeMapping.contains(address) { guardBreakpoint(at: address, physical: physical) }
+    }
+
+    /// Code the guest has not mapped yet is code it may still write (a kernel patching its
+    /// alternatives, a loader copying it in): the page is guarded, so the 0xCC survives.
+    func guardBreakpoint(at address: UInt64, physical: UInt64?) {
+        if let physical { guardedBreakpoints[address] = physical } else { guardedBreakpoints[address] = nil }
+        watches.setGuardedPages(Set(guardedBreakpoints.values.map { $0 >> 12 }))
     }
 
     public func removeSoftwareBreakpoint(at address: UInt64) {
@@ -30,6 +44,7 @@ extension Machine {
         if let (physical, original) = breakpoints.remove(virtual: address) {
             try? ram.write([original], at: physical)
         }
+        if guardedBreakpoints[address] != nil { guardBreakpoint(at: address, physical: nil) }
     }
 
     /// The debug-register slot carries a software breakpoint gdb set at an unmapped address:
@@ -55,6 +70,9 @@ extension Machine {
         for (virtual, _) in breakpoints.all { removeSoftwareBreakpoint(at: virtual) }
         hardwareBreakpoints = [nil, nil, nil, nil]
         softwareBreakpointSlots.removeAll()
+        guardedBreakpoints.removeAll()
+        breakpointsSetBeforeMapping.removeAll()
+        watches.setGuardedPages([])
         try watches.removeAll()
     }
 

@@ -58,6 +58,13 @@ public final class Machine: @unchecked Sendable {
     public let isLinux: Bool
     /// gdb's memory packets take physical addresses (`monitor phys on`).
     public var physicalAddressing = false
+    /// Single steps run with interrupts held off (KVM_GUESTDBG_BLOCKIRQ, where KVM has it);
+    /// gdb can turn that off with QEMU's `Qqemu.sstep`.
+    public var stepsBlockInterrupts = true
+    /// KVM can hold interrupts off during a single step.
+    public var canBlockInterruptsWhileStepping: Bool { supportsBlockIRQ }
+    /// The port I/O devices and the ports each claims.
+    public var portClaims: [(ports: ClosedRange<UInt16>, device: String)] { bus.claims }
 
     let kvm: Kvm
     let vm: VirtualMachine
@@ -69,6 +76,12 @@ public final class Machine: @unchecked Sendable {
     var hardwareBreakpoints: [UInt64?] = [nil, nil, nil, nil]
     /// Debug-register slots that carry a software breakpoint at an unmapped address.
     var softwareBreakpointSlots: [Int: UInt64] = [:]
+    /// Software breakpoints planted where the image says their code lies, before the guest's
+    /// page tables mapped it (virtual -> physical): their pages are guarded (WatchTraps).
+    var guardedBreakpoints: [UInt64: UInt64] = [:]
+    /// Addresses gdb first set a software breakpoint on before they were mapped: gdb removes
+    /// and re-inserts its breakpoints at every stop, and they stay guarded when it does.
+    var breakpointsSetBeforeMapping: Set<UInt64> = []
     private var resetSregs: [kvm_sregs] = []
     private var resetFPU: [kvm_fpu] = []
     private let supportsBlockIRQ: Bool
@@ -119,6 +132,9 @@ public final class Machine: @unchecked Sendable {
             (0xF4...0xF4, ISADebugExit()),
             (0xE9...0xE9, DebugConsole(sink: configuration.serial)),
             (0x604...0x605, PowerOff()),
+            (ACPISleepControl.port...ACPISleepControl.statusPort, ACPISleepControl()),
+            (ResetControl.keyboardControllerPort...ResetControl.keyboardControllerPort, ResetControl()),
+            (ResetControl.port...ResetControl.port, ResetControl()),
         ])
         watches = WatchTraps(ram: ram)
         // APs of multiboot/PVH guests start the way real ones do: INIT-SIPI-SIPI through the
@@ -139,6 +155,12 @@ public final class Machine: @unchecked Sendable {
             try? vm.setUpArchitecturalPages()
             if hasIRQChip { try vm.createIRQChip() }
             if isLinux { try vm.createPIT() }
+            if hasIRQChip {
+                // A failed KVM_IRQ_LINE cannot be reported from inside a port access; it only
+                // happens when the irqchip is gone, at teardown.
+                let vm = vm
+                serial.connect { high in try? vm.setIRQLine(Serial16550.irq, high: high) }
+            }
             try vm.setMemoryRegion(slot: 0, guestPhysical: 0, size: ram.size, host: ram.base)
             let cpuid = try kvm.supportedCPUID()
             let emulated = Kvm.emulatesGuestKernelCode
@@ -374,7 +396,7 @@ public final class Machine: @unchecked Sendable {
             flags |= UInt32(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP)
         }
         return RunPlan(mode: .run, debugFlags: flags, debugRegs: regs, hardwareBreakpoints: armed,
-                       blockIRQ: supportsBlockIRQ, watchByStepping: false)
+                       blockIRQ: supportsBlockIRQ && stepsBlockInterrupts, watchByStepping: false)
     }
 
     // MARK: reset

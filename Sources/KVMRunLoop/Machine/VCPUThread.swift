@@ -84,8 +84,17 @@ final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
     /// Kicks: how many times a signal was sent (for tests and statistics).
     private(set) var kicks = 0
 
+    /// A stop longer than this is one the guest is told about (`notifyGuestPaused`) before it
+    /// runs again: Linux's soft-lockup watchdog fires after 20 s by default, and a resume after
+    /// a short stop (a step, a breakpoint hit) should cost no extra ioctl.
+    let longStopNanoseconds: UInt64
+    /// When the vCPU parked after its last run (uptime ns); 0 before it first ran.
+    private var parkedSince: UInt64 = 0
+
     init(backend: Backend, environment: any ExitEnvironment, statistics: ExitStatistics?,
+         longStopNanoseconds: UInt64 = 1_000_000_000,
          post: @escaping @Sendable (Int, VCPUStop) -> Void) {
+        self.longStopNanoseconds = longStopNanoseconds
         self.backend = backend
         self.environment = environment
         self.statistics = statistics
@@ -282,7 +291,12 @@ final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
                 cond.broadcast()
             case .run(let plan):
                 cond.unlock()
+                if parkedSince != 0, DispatchTime.now().uptimeNanoseconds - parkedSince >= longStopNanoseconds {
+                    // EINVAL until the guest enables kvmclock: nothing to tell it then.
+                    try? backend.notifyGuestPaused()
+                }
                 let stop = runUntilStop(plan)
+                parkedSince = DispatchTime.now().uptimeNanoseconds
                 let registers = snapshotRegisters()
                 cond.lock()
                 parkedRegisters = registers

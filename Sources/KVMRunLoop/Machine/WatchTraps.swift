@@ -27,6 +27,10 @@ final class WatchTraps: @unchecked Sendable {
     /// guest's own translation would fault), so their watches are checked by single-stepping.
     private var steppedPages: Set<UInt64> = []
     private var tablePages: Set<UInt64> = []
+    /// Pages holding breakpoints planted before the guest mapped their code (Machine's
+    /// `guardedBreakpoints`): read-only, so that the guest loading or patching its code there (a
+    /// kernel's alternatives, a loader's copy) cannot wipe a 0xCC out; `serve` keeps it.
+    private var guardedPages: Set<UInt64> = []
 
     init(ram: GuestRAM) {
         self.ram = ram
@@ -69,15 +73,23 @@ final class WatchTraps: @unchecked Sendable {
 
     func reset() throws(SystemError) { try apply() }
 
+    /// Takes effect at the next `apply` (every resume applies).
+    func setGuardedPages(_ pages: Set<UInt64>) {
+        lock.lock()
+        guardedPages = pages
+        lock.unlock()
+    }
+
     /// Which pages need trapping, and how (internal for tests; callers hold `lock`).
     func pageModes() -> [UInt64: PageMode] {
         var modes: [UInt64: PageMode] = [:]
+        for page in guardedPages where !tablePages.contains(page) { modes[page] = .readOnly }
         for watch in watches {
             for piece in watch.pieces {
                 let first = piece.physical >> 12
                 let last = (piece.physical + UInt64(piece.length) - 1) >> 12
                 for page in first...last where !tablePages.contains(page) {
-                    if watch.kind == .write, modes[page] == nil { modes[page] = .readOnly } else if watch.kind != .write { modes[page] = .unmapped }
+                    if watch.kind != .write { modes[page] = .unmapped } else if modes[page] == nil { modes[page] = .readOnly }
                 }
             }
         }
@@ -174,7 +186,7 @@ final class WatchTraps: @unchecked Sendable {
     func isTrapped(physical: UInt64) -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        guard !watches.isEmpty else { return false }
+        guard !watches.isEmpty || !guardedPages.isEmpty else { return false }
         return installed.allSatisfy { !($0.start <= physical && physical < $0.start + $0.size) || $0.readOnly }
             && physical < ram.size
     }
