@@ -121,8 +121,8 @@ extension Command {
         }
     }
 
-    /// The part after `vCont;`: actions separated by `;`, each `c`, `s`, `t`, `Csig` or `Ssig`,
-    /// optionally followed by `:tid`.
+    /// The part after `vCont;`: actions separated by `;`, each `c`, `s`, `t`, `Csig`, `Ssig` or
+    /// `rstart,end`, optionally followed by `:tid`.
     private static func parseVCont(_ args: ArraySlice<UInt8>) -> Command {
         var actions: [VContAction] = []
         for item in args.split(separator: UInt8(ascii: ";"), omittingEmptySubsequences: false) {
@@ -142,6 +142,11 @@ extension Command {
             case UInt8(ascii: "C"), UInt8(ascii: "S"):
                 guard let signal = parseSignal(argument) else { return .malformed("bad vCont signal") }
                 action = kind == UInt8(ascii: "C") ? .continue(signal: signal) : .step(signal: signal)
+            case UInt8(ascii: "r"):
+                guard let (startText, endText) = split(argument, at: ","),
+                      let start = Hex.parseUInt64(startText), let end = Hex.parseUInt64(endText)
+                else { return .malformed("bad vCont range: expected 'rstart,end'") }
+                action = .rangeStep(start: start, end: end)
             default:
                 return .malformed("unsupported vCont action")
             }

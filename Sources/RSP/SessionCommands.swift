@@ -70,7 +70,7 @@ extension Session {
         case .step(let signal, let address):
             return resumeLegacy(step: true, signal: signal, address: address)
         case .vContQuery:
-            return [Array("vCont;c;C;s;S;t".utf8)]
+            return [Array("vCont;c;C;s;S;t;r".utf8)]
         case .vCont(let actions):
             return resume(actions)
         case .ctrlC:

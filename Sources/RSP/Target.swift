@@ -43,6 +43,9 @@ public enum ResumeAction: Sendable, Equatable {
     case step(signal: UInt8?)
     /// `t`: stay stopped (or stop, in non-stop mode).
     case stop
+    /// `r start,end`: step once, then keep stepping while the pc stays in [start, end); stop
+    /// earlier for anything a step would stop for (a breakpoint, a watchpoint, a signal).
+    case rangeStep(start: UInt64, end: UInt64)
 }
 
 /// The resume plan: an action for every thread that gets one; threads not named stay stopped.

@@ -146,7 +146,7 @@ final class Controller {
                 syntheticStop = .stopped(thread: vcpu + 1, signal: signal(for: crash), reason: .none)
                 return
             case .halted:
-                if mode == .step { runnable[vcpu] = .step }
+                if mode.isStep { runnable[vcpu] = mode }
             case .runnable, .waitingForSIPI:
                 runnable[vcpu] = mode
             }
@@ -157,7 +157,7 @@ final class Controller {
             syntheticStop = .stopped(thread: vcpu + 1, signal: GDBSignal.sigtrap, reason: .none)
             return
         }
-        if let stepping = runnable.first(where: { $0.value == .step }) { currentVCPU = stepping.key }
+        if let stepping = runnable.first(where: { $0.value.isStep }) { currentVCPU = stepping.key }
         registerCache.removeAll()
         lastPlan = runnable
         do {

@@ -158,6 +158,8 @@ extension Controller: Target {
             case .continue: modes[index] = .run
             // QEMU's `Qqemu.sstep` without ENABLE: a step runs the guest on.
             case .step: modes[index] = stepFlags & QEMUStepFlags.enable != 0 ? .step : .run
+            case .rangeStep(let start, let end):
+                modes[index] = stepFlags & QEMUStepFlags.enable != 0 ? .rangeStep(start: start, end: end) : .run
             case .stop: break
             }
         }

@@ -49,7 +49,7 @@ extension Controller {
             }
             machine.note(stop, vcpu: vcpu)
             // Running, the step is only news if it hit a watch or ended otherwise.
-            if stop != .stepped || lastPlan[vcpu] == .step { stopBook.record(stop, vcpu: vcpu) }
+            if stop != .stepped || lastPlan[vcpu] == .step || leftRange(vcpu) { stopBook.record(stop, vcpu: vcpu) }
         }
         if !hasReportable && !interruptRequested {
             // Only the watchpoint fallback stopped things: run on as gdb asked.
@@ -64,6 +64,12 @@ extension Controller {
             return
         }
         reportNext()
+    }
+
+    /// The vCPU was range stepping and the watchpoint fallback's step took it out of the range.
+    private func leftRange(_ vcpu: Int) -> Bool {
+        guard case .rangeStep(let start, let end)? = lastPlan[vcpu], let r = machine.parkedRegisters(vcpu) else { return false }
+        return r.regs.rip < start || r.regs.rip >= end
     }
 
     /// A stop gdb can be told now: one of a vCPU it resumed.

@@ -47,6 +47,21 @@ private func isMalformed(_ command: Command) -> Bool {
         #expect(parse("vCtrlC") == .ctrlC)
     }
 
+    @Test("vCont;r start,end (range stepping), with and without a thread, beside other actions")
+    func rangeStep() {
+        #expect(parse("vCont;r100098,106098:1;c") == .vCont([
+            VContAction(action: .rangeStep(start: 0x100098, end: 0x106098), thread: .thread(1)),
+            VContAction(action: .continue(signal: nil), thread: nil),
+        ]))
+        #expect(parse("vCont;rffffffff81000000,ffffffff81000010") == .vCont([
+            VContAction(action: .rangeStep(start: 0xFFFF_FFFF_8100_0000, end: 0xFFFF_FFFF_8100_0010), thread: nil),
+        ]))
+        #expect(parse("vCont;r1000,1000:2;t") == .vCont([
+            VContAction(action: .rangeStep(start: 0x1000, end: 0x1000), thread: .thread(2)),
+            VContAction(action: .stop, thread: nil),
+        ]))
+    }
+
     @Test func threads() {
         #expect(parse("Hg0") == .setGeneralThread(.any))
         #expect(parse("Hg-1") == .setGeneralThread(.all))
@@ -134,7 +149,8 @@ private func isMalformed(_ command: Command) -> Bool {
             "X1000,5:ab", "X1000", "Xffffffffffffffff,ffffffffffffffff:", "cz", "s-1",
             "C", "C100", "Cxx", "C05;", "C05;zz", "S", "Hg", "Hgz", "Hg-2", "T", "Tz",
             "Z0", "Z0,1", "Z0,1,", "Z0,,1", "Zx,1,1", "Z0,10000000000000000,1", "z0,1,1,1",
-            "vCont;", "vCont;x", "vCont;c:", "vCont;c:zz", "vCont;C", "vCont;C100", "vCont;cc", "vCont;r1,2",
+            "vCont;", "vCont;x", "vCont;c:", "vCont;c:zz", "vCont;C", "vCont;C100", "vCont;cc", "vCont;r", "vCont;r1", "vCont;r1,", "vCont;r,2", "vCont;rzz,2",
+            "vCont;r1,2,3", "vCont;r10000000000000000,1", "vCont;r1,2:",
             "qXfer:features:read:target.xml", "qXfer:features:read:target.xml:0", "qXfer:features:read:target.xml:z,1",
             "qXfer:threads:read:x:0,1", "qXfer:threads:read::0,", "qThreadExtraInfo,", "qThreadExtraInfo,-1",
             "qThreadExtraInfo,0", "qRcmd,6", "qRcmd,zz",

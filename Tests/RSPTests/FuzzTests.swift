@@ -17,7 +17,7 @@ import Testing
 
     static let seeds = [
         "?", "g", "G00", "p10", "P10=0011223344556677", "m1000,10", "M1000,2:0102", "X1000,1:a", "x1000,4",
-        "c", "s", "C05", "S05;1000", "vCont?", "vCont;s:1;c", "vCont;C02:2;t", "Hg0", "Hc-1", "T1", "qC",
+        "c", "s", "C05", "S05;1000", "vCont?", "vCont;s:1;c", "vCont;r1000,1010:1;c", "vCont;C02:2;t", "Hg0", "Hc-1", "T1", "qC",
         "qfThreadInfo", "qsThreadInfo", "qAttached", "qSupported:error-message+", "qXfer:features:read:target.xml:0,ffb",
         "qXfer:threads:read::0,ffb", "qThreadExtraInfo,1", "qRcmd,6869", "qOffsets", "qSymbol::", "qTStatus",
         "QStartNoAckMode", "Z0,1000,1", "z0,1000,1", "!", "vRun;", "R00", "vMustReplyEmpty", "vCtrlC", "k", "D",

@@ -82,7 +82,7 @@ private func hexText(_ s: String) -> String { String(decoding: Hex.encode(Array(
         #expect(h.send("qSymbol::") == ["OK"])
         #expect(h.send("m1000,4") == ["00010203"])
         #expect(h.send("Z0,1010,1") == ["OK"])
-        #expect(h.send("vCont?") == ["vCont;c;C;s;S;t"])
+        #expect(h.send("vCont?") == ["vCont;c;C;s;S;t;r"])
         #expect(h.send("vCont;c:-1") == [])
         #expect(h.session.isRunning)
         #expect(t.calls.last == .resume(ResumePlan(actions: [1: .continue(signal: nil), 2: .continue(signal: nil)])))
@@ -270,6 +270,11 @@ private func hexText(_ s: String) -> String { String(decoding: Hex.encode(Array(
         _ = h.stopped(.stopped(thread: 2, signal: 5, reason: .none))
         #expect(h.send("vCont;S0b:0;t") == [])
         #expect(h.target.calls.last == .resume(ResumePlan(actions: [2: .step(signal: 11), 1: .stop])))
+        // A range step for one thread, the others continue (gdb's `next` in all-stop mode).
+        _ = h.stopped(.stopped(thread: 2, signal: 5, reason: .none))
+        #expect(h.send("vCont;r1000,1010:2;c") == [])
+        #expect(h.target.calls.last == .resume(ResumePlan(actions: [2: .rangeStep(start: 0x1000, end: 0x1010),
+                                                                    1: .continue(signal: nil)])))
         // Resume failures are reported and leave the target stopped.
         _ = h.stopped(.stopped(thread: 2, signal: 5, reason: .none))
         h.target.failure = .errno(1)

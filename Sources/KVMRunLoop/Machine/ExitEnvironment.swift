@@ -13,6 +13,9 @@ public protocol ExitEnvironment: AnyObject, Sendable {
     /// Up to 15 bytes of the instruction at this linear address (planted breakpoints show the
     /// bytes they replaced): for naming an instruction KVM could not run.
     func instructionBytes(atLinear address: UInt64, paging: PagingState) -> [UInt8]
+    /// `count` bytes of code from this linear address, as far as they are mapped (planted
+    /// breakpoints show the bytes they replaced): for decoding a stepping range.
+    func codeBytes(atLinear address: UInt64, count: Int, paging: PagingState) -> [UInt8]
     /// Any watchpoint set: an instruction KVM could not emulate may be on a trapped page.
     var hasWatches: Bool { get }
     /// Before a checked single step: the watched bytes (on page-table pages only, or all of
@@ -23,6 +26,19 @@ public protocol ExitEnvironment: AnyObject, Sendable {
     /// At a debug-register breakpoint hit: whether its agent (a condition, dprintf) says run on
     /// (BreakpointAgent.swift; a default says stop).
     func agentRunsOn(regs: kvm_regs, sregs: kvm_sregs) -> Bool
+}
+
+extension ExitEnvironment {
+    /// Fifteen bytes at a time through `instructionBytes`; environments with RAM do better.
+    public func codeBytes(atLinear address: UInt64, count: Int, paging: PagingState) -> [UInt8] {
+        var bytes: [UInt8] = []
+        while bytes.count < count {
+            let chunk = instructionBytes(atLinear: address &+ UInt64(bytes.count), paging: paging)
+            if chunk.isEmpty { break }
+            bytes += chunk.prefix(count - bytes.count)
+        }
+        return bytes
+    }
 }
 
 public struct PortIOResult: Sendable, Equatable {

@@ -58,6 +58,25 @@ final class GuestEnvironment: ExitEnvironment {
         return bytes
     }
 
+    /// Page by page: one translation per page, one copy per page.
+    func codeBytes(atLinear address: UInt64, count: Int, paging: PagingState) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count)
+        var planted: [UInt64: UInt8]?
+        while bytes.count < count {
+            let linear = address &+ UInt64(bytes.count)
+            let chunk = min(count - bytes.count, Int(0x1000 - (linear & 0xFFF)))
+            guard let t = PageWalker.translate(linear, paging: paging, memory: ram),
+                  var page = try? ram.read(at: t.physical, count: chunk) else { break }
+            if planted == nil { planted = breakpoints.plantedPhysical }
+            for (physical, original) in planted! where physical >= t.physical && physical < t.physical + UInt64(page.count) {
+                page[Int(physical - t.physical)] = original
+            }
+            bytes += page
+        }
+        return bytes
+    }
+
     var hasWatches: Bool { !watches.isEmpty }
 
     func watchStepSnapshot(regs: kvm_regs, sregs: kvm_sregs, allWatches: Bool) -> WatchStepSnapshot {

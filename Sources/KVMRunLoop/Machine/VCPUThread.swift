@@ -8,6 +8,17 @@ public enum RunMode: Sendable, Equatable {
     /// One instruction with the watch traps lifted (every other vCPU parked), checked against
     /// the watches: the watchpoint fallback.
     case untrappedStep
+    /// gdb's range step (`vCont;r`): step once, then on while RIP stays in [start, end), run
+    /// as single steps and runs to the range's exits (see `RangeStepper`).
+    case rangeStep(start: UInt64, end: UInt64)
+
+    /// Single-stepping of some kind: a halted vCPU may still be stepped.
+    public var isStep: Bool {
+        switch self {
+        case .step, .untrappedStep, .rangeStep: true
+        case .run: false
+        }
+    }
 }
 
 /// What a resumed vCPU is to do, and the guest-debug setup to do it with.
@@ -51,7 +62,7 @@ final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
 
     let backend: Backend
     var index: Int { backend.index }
-    private let environment: any ExitEnvironment
+    fileprivate let environment: any ExitEnvironment
     private let statistics: ExitStatistics?
     /// Where a finished run's stop goes (the StopQueue), called before the thread parks.
     private let post: @Sendable (Int, VCPUStop) -> Void
@@ -354,11 +365,15 @@ final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
 
     private func runUntilStop(_ plan: RunPlan) -> VCPUStop {
         do {
+            if case .rangeStep(let start, let end) = plan.mode { return try runRange(plan, start: start, end: end) }
             return try runLoop(plan)
         } catch {
             return .crash(Crash(.internalError, "vCPU \(index): \(error)"))
         }
     }
+
+    /// One piece of a range step: an ordinary run or step.
+    fileprivate func runPiece(_ plan: RunPlan) throws(SystemError) -> VCPUStop { try runLoop(plan) }
 
     private func runLoop(_ plan: RunPlan) throws(SystemError) -> VCPUStop {
         var context = ExitContext(mode: plan.mode == .untrappedStep ? .step : plan.mode,
@@ -431,6 +446,39 @@ final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
                 }
                 if context.mode == .step { return .stepped }
             }
+        }
+    }
+}
+
+extension VCPUThread {
+    /// A range step as pieces of plain runs: single steps, and runs with execution breakpoints
+    /// at the range's exits in the debug registers gdb leaves free. Every piece starts by
+    /// looking at the mailbox, so a pause (Ctrl-C, another vCPU's stop) ends it like any run.
+    fileprivate func runRange(_ plan: RunPlan, start: UInt64, end: UInt64) throws(SystemError) -> VCPUStop {
+        var stepper = RangeStepper(start: start, end: end, debugRegs: plan.debugRegs, stepOnly: plan.watchByStepping)
+        var stop: VCPUStop?
+        while true {
+            let regs = try backend.getRegs(), sregs = try backend.getSregs()
+            let mode: DecodeMode = sregs.cs.l != 0 ? .long64 : (sregs.cs.db != 0 ? .protected32 : .real16)
+            let paging = PagingState(cr0: sregs.cr0, cr3: sregs.cr3, cr4: sregs.cr4, efer: sregs.efer)
+            let environment = self.environment
+            var piece = plan
+            switch stepper.next(after: stop, rip: regs.rip, csBase: sregs.cs.base, mode: mode,
+                                code: { environment.codeBytes(atLinear: $0, count: $1, paging: paging) }) {
+            case .report(let result):
+                return result
+            case .step:
+                piece.mode = .step
+            case .run(let addresses):
+                piece.mode = .run
+                let (debugRegs, slots) = DebugRegisterAllocation.arming(addresses, in: plan.debugRegs)
+                piece.debugRegs = debugRegs
+                stepper.rangeSlots = Set(slots)
+                piece.debugFlags |= UInt32(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP)
+                // As while stepping, no interrupt handler runs in the middle of the line.
+                if plan.blockIRQ { piece.debugFlags |= UInt32(KVM_GUESTDBG_BLOCKIRQ) }
+            }
+            stop = try runPiece(piece)
         }
     }
 }
