@@ -162,7 +162,7 @@ final class AgentTarget: BreakpointAgentTarget {
     @Test func advertisedOnlyByTargetsThatDecide() {
         let h = AgentHarness()
         #expect(h.send("qSupported:swbreak+") == [
-            "PacketSize=20000;qXfer:features:read+;qXfer:threads:read+;QStartNoAckMode+;swbreak+;hwbreak+;vContSupported+;ConditionalBreakpoints+;BreakpointCommands+",
+            "PacketSize=20000;qXfer:features:read+;qXfer:threads:read+;QStartNoAckMode+;swbreak+;hwbreak+;vContSupported+;binary-upload+;ConditionalBreakpoints+;BreakpointCommands+",
         ])
         let plain = Harness()
         #expect(plain.send("qSupported:swbreak+").first?.contains("ConditionalBreakpoints") == false)
