@@ -1,3 +1,4 @@
+import Foundation
 import KVMRunLoop
 import RSP
 
@@ -13,8 +14,8 @@ extension Controller {
             for (vcpu, stop) in records { absorbWhileDetached(vcpu: vcpu, stop: stop) }
             return
         }
-        var fallback = collect(records)
-        if !hasReportable && !interruptRequested && fallback.isEmpty {
+        var (fallback, kernelEntries) = collect(records)
+        if !hasReportable && !interruptRequested && fallback.isEmpty && kernelEntries.isEmpty {
             // A halted vCPU alone is not news for gdb while others still run.
             if allHalted { finishAttached(status: 0) }
             return
@@ -24,7 +25,9 @@ extension Controller {
         // at once; a stop gives the vCPUs that have not run yet their turn first.
         machine.pauseAll(fairly: !interruptRequested)
         let late = machine.stops.drain()
-        fallback += collect(late)
+        let (lateFallback, lateEntries) = collect(late)
+        fallback += lateFallback
+        for (vcpu, slot) in kernelEntries + lateEntries { enterKernel(vcpu: vcpu, slot: slot) }
         // Conditions and dprintf at int3s (no debug register was free): decided with everyone
         // parked; a false one steps past its int3 here and runs on below like the fallback.
         for (vcpu, stop) in records + late where stop == .softwareBreakpoint && stopBook.pending[vcpu] == stop {
@@ -78,14 +81,35 @@ extension Controller {
     }
 
     /// Notes each stop, keeps the reportable ones; returns the vCPUs that need the watchpoint
-    /// fallback's step.
-    private func collect(_ records: [(vcpu: Int, stop: VCPUStop)]) -> [Int] {
+    /// fallback's step, and those that stopped on the debug register gdbvmm watches a bzImage's
+    /// jump to its decompressed kernel with (with the slot).
+    private func collect(_ records: [(vcpu: Int, stop: VCPUStop)]) -> (fallback: [Int], kernelEntries: [(Int, Int)]) {
         var fallback: [Int] = []
+        var kernelEntries: [(Int, Int)] = []
         for (vcpu, stop) in records {
             machine.note(stop, vcpu: vcpu)
-            if stop == .untrappedStepNeeded { fallback.append(vcpu) } else { stopBook.record(stop, vcpu: vcpu) }
+            if stop == .untrappedStepNeeded {
+                fallback.append(vcpu)
+            } else if case .hardwareBreakpoint(let slot) = stop, machine.watchesForKernelEntry(slot: slot) {
+                kernelEntries.append((vcpu, slot))
+            } else {
+                stopBook.record(stop, vcpu: vcpu)
+            }
         }
-        return fallback
+        return (fallback, kernelEntries)
+    }
+
+    /// The decompressor jumped to the kernel (or something else ran at that address): gdb's
+    /// breakpoints on the kernel are planted now, and the vCPU runs on as gdb asked.
+    private func enterKernel(vcpu: Int, slot: Int) {
+        guard case .elsewhere(let count) = machine.kernelEntered(slot: slot, vcpu: vcpu), count > 0 else { return }
+        let text = "gdbvmm: the kernel did not start at its link address (KASLR placed it elsewhere?): the \(count) "
+            + "breakpoint(s) set on it before boot cannot hit. Boot with nokaslr on the command line.\n"
+        FileHandle.standardError.write(Data(text.utf8))
+        if let session, let connection {
+            let bytes = session.consoleOutput(Array(text.utf8))
+            if !bytes.isEmpty { _ = connection.send(bytes) }
+        }
     }
 
     /// Tells gdb one stop: the guest's end, a crash, or the next vCPU round robin; a Ctrl-C with

@@ -70,4 +70,63 @@ struct EarlyBreakpointTests {
         expectInOrder(o.gdb.stdout, ["REFUSED", "Breakpoint 6, ", "late_work", "exited with code 0205"])
         #expect(o.vmmStatus == 133, "stderr: \(o.vmmStderr)")
     }
+
+    /// The bzkernel guest is a bzImage laid out as Linux's: its kernel (bzkernel.elf, linked at
+    /// 0xffffffff81000000 as vmlinux is) exists only as the payload its decompressor writes out
+    /// at 16 MiB before jumping there. gdb gets the kernel's symbols, as with `gdb vmlinux`.
+    func bzkernelSession(_ commands: String) throws -> SessionOutcome {
+        let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", "-m", "64M", Harness.guest("bzkernel")])
+        let gdb = Harness.gdb("target remote \(vmm.gdbTarget)\n" + commands, symbols: Harness.guest("bzkernel.elf"))
+        let status = vmm.wait(timeout: 60)
+        return SessionOutcome(gdb: gdb, vmmStatus: status, vmmStdout: vmm.stdout, vmmStderr: vmm.stderrText)
+    }
+
+    @Test("a bzImage's kernel, written out by its decompressor at boot: 16 breakpoints set before boot all hit, and one on code the kernel rewrites hits again")
+    func bzImageKernelBreakpoints() throws {
+        let breaks = (0..<16).map { "break late_\($0)" }.joined(separator: "\n")
+        let continues = Array(repeating: "continue", count: 16).joined(separator: "\n")
+        let o = try bzkernelSession("""
+            break late_work
+            \(breaks)
+            continue
+            print late_calls
+            continue
+            print late_calls
+            \(continues)
+            print late_steps
+            continue
+            """)
+        expectInOrder(o.gdb.output, ["Breakpoint 1 at 0xffffffff81", "Breakpoint 1, late_work", "$1 = 0",
+                                     "Breakpoint 1, late_work", "$2 = 1"]
+                      + (0..<16).map { "Breakpoint \($0 + 2), late_\($0) () at" } + ["$3 = 15", "exited with code 0245"])
+        #expect(!o.gdb.output.contains("Cannot insert breakpoint"), "gdb output: \(o.gdb.output)")
+        #expect(!o.gdb.output.contains("SIGTRAP"), "gdb output: \(o.gdb.output)")
+        #expect(o.vmmStatus == 165, "stderr: \(o.vmmStderr)")
+        #expect(o.vmmStdout == "bzkernel: running at its link address\nbzkernel: done\n")
+    }
+
+    @Test("after a system_reset, breakpoints on a bzImage's kernel wait for its decompressor again (kept inserted, too), and the image it writes out is intact")
+    func bzImageKernelBreakpointsAfterReset() throws {
+        let breaks = (1...5).map { "break late_\($0)" }.joined(separator: "\n")
+        let o = try bzkernelSession("""
+            set breakpoint always-inserted on
+            \(breaks)
+            continue
+            monitor system_reset
+            continue
+            print late_steps
+            continue
+            delete
+            hbreak late_9
+            continue
+            delete
+            continue
+            """)
+        expectInOrder(o.gdb.output, ["Breakpoint 1, late_1 () at", "Breakpoint 1, late_1 () at", "$1 = 1",
+                                     "Breakpoint 2, late_2 () at", "Hardware assisted breakpoint 6 at",
+                                     "Breakpoint 6, late_9 () at", "exited with code 0245"])
+        #expect(!o.gdb.output.contains("SIGTRAP"), "gdb output: \(o.gdb.output)")
+        #expect(!o.gdb.output.contains("Cannot insert breakpoint"), "gdb output: \(o.gdb.output)")
+        #expect(o.vmmStatus == 165, "stderr: \(o.vmmStderr)")
+    }
 }

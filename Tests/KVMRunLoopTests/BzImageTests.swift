@@ -172,6 +172,29 @@ struct BzImageBuilder {
         #expect(try Self.load(builder).0.entry[0].rip == 0x10_0200)
     }
 
+    /// Where head_64.S writes the kernel out and jumps: max(load, LOAD_PHYSICAL_ADDR), the
+    /// kernel's link addresses starting at __START_KERNEL_map + LOAD_PHYSICAL_ADDR.
+    @Test func decompressedKernel() throws {
+        var builder = BzImageBuilder()
+        var kernel = try #require(try Self.load(builder).0.decompressedKernel)
+        #expect(kernel == DecompressedKernel(entry: 0x100_0000,
+                                             mapping: ImageMapping(virtual: 0xFFFF_FFFF_8100_0000, physical: 0x100_0000,
+                                                                   size: 0x40_0000),
+                                             bootParams: Self.zeroPage))
+        builder.preferredAddress = 0x110_0000     // loaded at the aligned 0x1200000: the output is there
+        kernel = try #require(try Self.load(builder).0.decompressedKernel)
+        #expect(kernel.entry == 0x120_0000)
+        #expect(kernel.mapping == ImageMapping(virtual: 0xFFFF_FFFF_8110_0000, physical: 0x120_0000, size: 0x40_0000))
+        builder.relocatable = false               // loaded at 1 MiB, written out at LOAD_PHYSICAL_ADDR
+        kernel = try #require(try Self.load(builder).0.decompressedKernel)
+        #expect(kernel.entry == 0x110_0000)
+        #expect(kernel.mapping.physical == 0x110_0000)
+        // Other images have none.
+        let elf = ELFBuilder(entry: 0x100000, segments: [.init(at: 0x100000, data: [0x90])]).build()
+        #expect(try loadGuest(image: elf, into: FakeMemory(size: 128 * MiB), commandLine: "",
+                              cpuCount: 1).decompressedKernel == nil)
+    }
+
     @Test func setupSectorsZeroMeansFour() throws {
         var builder = BzImageBuilder()
         builder.setupSectors = 0

@@ -85,7 +85,15 @@ enum BzImage {
         state.cr3 = BootLayout.pml4Address
         state.cr4 = Elf64Direct.cr4
         state.efer = Elf64Direct.efer
-        return LoadPlan(bootProtocol: .linux, segments: [segment], structures: structures, entry: [state])
+        // head_64.S: output = max(load aligned to kernel_alignment, LOAD_PHYSICAL_ADDR).
+        let output = max(load, header.preferredAddress)
+        let kernel64 = DecompressedKernel(
+            entry: output,
+            mapping: ImageMapping(virtual: DecompressedKernel.kernelMap &+ header.preferredAddress, physical: output,
+                                  size: UInt64(header.initSize)),
+            bootParams: BootLayout.linuxZeroPage)
+        return LoadPlan(bootProtocol: .linux, segments: [segment], structures: structures, entry: [state],
+                        decompressedKernel: kernel64)
     }
 
     /// pref_address (aligned up to kernel_alignment) for a relocatable kernel, else 1 MiB.

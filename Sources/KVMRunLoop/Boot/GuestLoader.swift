@@ -22,11 +22,14 @@ public struct LoadedGuest: Sendable {
     /// (p_vaddr -> p_paddr): the guest's own page tables, once it builds them, map them so. A
     /// breakpoint on a kernel's virtual address can be planted there before those tables exist.
     public var imageMap: [ImageMapping]
+    /// A bzImage holds its kernel compressed: where the kernel will lie once its decompressor has
+    /// written it out (nil for every other image).
+    public var decompressedKernel: DecompressedKernel?
 
     public init(bootProtocol: BootProtocol, entry: [EntryState], loadedRanges: [Range<UInt64>],
-                imageMap: [ImageMapping] = []) {
+                imageMap: [ImageMapping] = [], decompressedKernel: DecompressedKernel? = nil) {
         self.bootProtocol = bootProtocol; self.entry = entry; self.loadedRanges = loadedRanges
-        self.imageMap = imageMap
+        self.imageMap = imageMap; self.decompressedKernel = decompressedKernel
     }
 
     /// The physical address the image's segments put `virtual` at, if one of them covers it.
@@ -35,6 +38,27 @@ public struct LoadedGuest: Sendable {
             return mapping.physical + (virtual - mapping.virtual)
         }
         return nil
+    }
+}
+
+/// Where an x86-64 Linux bzImage's decompressor puts the kernel (arch/x86/boot/compressed): it
+/// writes it out at the output address (the load address aligned to kernel_alignment, at least
+/// LOAD_PHYSICAL_ADDR = pref_address) and jumps to its first byte, startup_64, identity-mapped,
+/// with RSI = boot_params. The kernel is linked at __START_KERNEL = __START_KERNEL_map +
+/// LOAD_PHYSICAL_ADDR, and without KASLR (`nokaslr`) that is where it runs.
+public struct DecompressedKernel: Sendable, Equatable {
+    /// __START_KERNEL_map: x86-64 Linux maps its image from here.
+    public static let kernelMap: UInt64 = 0xFFFF_FFFF_8000_0000
+
+    /// The physical (and, at the jump, linear) address of startup_64.
+    public var entry: UInt64
+    /// The kernel's link addresses, init_size of them, and where they lie once written out.
+    public var mapping: ImageMapping
+    /// RSI at the jump.
+    public var bootParams: UInt64
+
+    public init(entry: UInt64, mapping: ImageMapping, bootParams: UInt64) {
+        self.entry = entry; self.mapping = mapping; self.bootParams = bootParams
     }
 }
 
@@ -80,7 +104,8 @@ public func loadGuest(image: [UInt8], into memory: any PhysicalMemory, commandLi
                        imageMap: plan.segments.compactMap { segment in
                            segment.virtualAddress.map { ImageMapping(virtual: $0, physical: segment.physicalAddress,
                                                                      size: segment.memorySize) }
-                       })
+                       },
+                       decompressedKernel: plan.decompressedKernel)
 }
 
 /// A part of the image to place in RAM: `fileSize` bytes from `fileOffset`, then zeros up to
@@ -126,6 +151,7 @@ struct LoadPlan {
     /// gdbvmm's own boot structures (GDT, page tables, boot information), written after the image.
     var structures: [(address: UInt64, bytes: [UInt8])]
     var entry: [EntryState]
+    var decompressedKernel: DecompressedKernel?
 
     static func make(image: [UInt8], ramSize: UInt64, commandLine: String, cpuCount: Int,
                      initrd: [UInt8]? = nil) throws(LoadError) -> LoadPlan {

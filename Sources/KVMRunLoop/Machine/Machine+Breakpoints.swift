@@ -5,16 +5,18 @@ extension Machine {
     /// Plants 0xCC at the byte `address` maps to. Where nothing is mapped yet (a kernel's text
     /// before its own page tables exist: `break start_kernel` before boot), the ELF image's
     /// segments say where it will be (p_vaddr -> p_paddr) and the 0xCC goes there, for any
-    /// number of breakpoints. Where the image does not say either, a free debug register
-    /// carries the breakpoint: it matches the linear address whatever the page tables say when
-    /// the guest gets there, and gdb still sees a software breakpoint.
+    /// number of breakpoints. A bzImage's kernel is not in RAM before its decompressor writes it
+    /// out: breakpoints on it wait for the decompressor's jump to it (`kernelEntered`), any
+    /// number of them. Where the image does not say either, a free debug register carries the
+    /// breakpoint: it matches the linear address whatever the page tables say when the guest
+    /// gets there, and gdb still sees a software breakpoint.
     public func insertSoftwareBreakpoint(at address: UInt64, vcpu index: Int) throws -> Void {
         if softwareBreakpointSlots.values.contains(address) { return }
         // Before paging is on (a PVH entry) every address "maps" to itself, RAM or not.
         let mapped = try translate(address, vcpu: index).flatMap { $0 < ram.size ? $0 : nil }
         let physical = mapped ?? (physicalAddressing ? nil : guest.imagePhysical(forVirtual: address))
         guard let physical, physical < ram.size else {
-            if softwareBreakpointSlots.values.contains(address) { return }
+            if awaitKernel(address, vcpu: index) { return }
             guard let slot = hardwareBreakpoints.firstIndex(where: { $0 == nil }) else { throw BreakpointError.unmapped }
             hardwareBreakpoints[slot] = address
             softwareBreakpointSlots[slot] = address
@@ -37,6 +39,11 @@ extension Machine {
     }
 
     public func removeSoftwareBreakpoint(at address: UInt64) {
+        if let i = awaitingKernel.firstIndex(of: address) {
+            awaitingKernel.remove(at: i)
+            if awaitingKernel.isEmpty { releaseKernelEntrySlot() }
+            return
+        }
         if let slot = softwareBreakpointSlots.first(where: { $0.value == address })?.key {
             softwareBreakpointSlots[slot] = nil
             hardwareBreakpoints[slot] = nil
@@ -48,12 +55,68 @@ extension Machine {
         if guardedBreakpoints[address] != nil { guardBreakpoint(at: address, physical: nil) }
     }
 
+    // MARK: a bzImage's kernel, before its decompressor has written it out
+
+    /// Keeps a breakpoint on a bzImage kernel's link address until the decompressor jumps to
+    /// the kernel; false where that does not apply (another image, the kernel already written
+    /// out, an address outside it) or no debug register is free to watch for the jump.
+    private func awaitKernel(_ address: UInt64, vcpu index: Int) -> Bool {
+        guard let kernel = guest.decompressedKernel, !physicalAddressing, !guest.imageMap.contains(kernel.mapping),
+              address &- kernel.mapping.virtual < kernel.mapping.size else { return false }
+        if kernelEntrySlot == nil {
+            guard let slot = hardwareBreakpoints.firstIndex(where: { $0 == nil }) ?? slotFreedByPlanting(vcpu: index)
+            else { return false }
+            hardwareBreakpoints[slot] = kernel.entry
+            kernelEntrySlot = slot
+        }
+        if !awaitingKernel.contains(address) { awaitingKernel.append(address) }
+        return true
+    }
+
+    /// Debug-register `slot` watches for the decompressor's jump to a bzImage's kernel.
+    public func watchesForKernelEntry(slot: Int) -> Bool { slot == kernelEntrySlot }
+
+    private func releaseKernelEntrySlot() {
+        guard let slot = kernelEntrySlot else { return }
+        hardwareBreakpoints[slot] = nil
+        kernelEntrySlot = nil
+    }
+
+    /// How a stop on the debug register that watches for a bzImage's kernel ended.
+    public enum KernelEntry: Sendable, Equatable {
+        /// Not that debug register: the stop is gdb's.
+        case notKernelEntry
+        /// The decompressor jumped to the kernel: this many breakpoints are planted on it now.
+        case planted(Int)
+        /// Something ran at that address that is not the jump to a kernel at its link address
+        /// (KASLR placed it elsewhere): the breakpoints that waited cannot hit.
+        case elsewhere(Int)
+    }
+
+    /// vCPU `index` stopped on debug-register `slot`. If that is the decompressor's jump to the
+    /// kernel (ring 0, at the output address, boot_params in RSI, as head_64.S jumps), the
+    /// kernel's link addresses now lie where the image map says and the waiting breakpoints are
+    /// planted there, guarded against the kernel patching its text. Either way the stop is
+    /// gdbvmm's own: the vCPU runs on as gdb asked. Every vCPU must be parked.
+    public func kernelEntered(slot: Int, vcpu index: Int) -> KernelEntry {
+        guard slot == kernelEntrySlot, let kernel = guest.decompressedKernel else { return .notKernelEntry }
+        releaseKernelEntrySlot()
+        let waiting = awaitingKernel
+        awaitingKernel = []
+        guard let r = parkedRegisters(index), r.sregs.cs.selector & 3 == 0, r.linearPC == kernel.entry,
+              r.regs.rsi == kernel.bootParams else { return .elsewhere(waiting.count) }
+        guest.imageMap.append(kernel.mapping)
+        for address in waiting { try? insertSoftwareBreakpoint(at: address, vcpu: index) }
+        return .planted(waiting.count)
+    }
+
     /// The debug-register slot carries a software breakpoint gdb set at an unmapped address:
     /// its hits are reported as software breakpoints.
     public func slotCarriesSoftwareBreakpoint(_ slot: Int) -> Bool { softwareBreakpointSlots[slot] != nil }
 
     public func insertHardwareBreakpoint(at address: UInt64) throws(BreakpointError) {
-        if let slot = hardwareBreakpoints.firstIndex(of: address), softwareBreakpointSlots[slot] == nil { return }
+        if let slot = hardwareBreakpoints.firstIndex(of: address), softwareBreakpointSlots[slot] == nil,
+           slot != kernelEntrySlot { return }
         // gdb's hardware breakpoints come first: a software one a debug register carries for
         // speed goes back to an int3.
         guard let slot = hardwareBreakpoints.firstIndex(where: { $0 == nil }) ?? slotFreedByPlanting(vcpu: 0) else {
@@ -64,7 +127,7 @@ extension Machine {
 
     public func removeHardwareBreakpoint(at address: UInt64) {
         if let slot = hardwareBreakpoints.indices.first(where: {
-            hardwareBreakpoints[$0] == address && softwareBreakpointSlots[$0] == nil
+            hardwareBreakpoints[$0] == address && softwareBreakpointSlots[$0] == nil && $0 != kernelEntrySlot
         }) {
             hardwareBreakpoints[slot] = nil
         }
@@ -78,6 +141,8 @@ extension Machine {
         breakpoints.removeAllAgents()
         guardedBreakpoints.removeAll()
         breakpointsSetBeforeMapping.removeAll()
+        awaitingKernel.removeAll()
+        kernelEntrySlot = nil
         watches.setGuardedPages([])
         try watches.removeAll()
     }

@@ -49,7 +49,7 @@ public final class Machine: @unchecked Sendable {
     public let ram: GuestRAM
     public let stops: StopQueue
     public let statistics: ExitStatistics
-    public private(set) var guest: LoadedGuest
+    public internal(set) var guest: LoadedGuest
     /// The command line the guest boots with: the user's, plus what Linux needs on this host.
     public let bootCommandLine: String
     public private(set) var status: [VCPUStatus]
@@ -82,6 +82,11 @@ public final class Machine: @unchecked Sendable {
     /// Addresses gdb first set a software breakpoint on before they were mapped: gdb removes
     /// and re-inserts its breakpoints at every stop, and they stay guarded when it does.
     var breakpointsSetBeforeMapping: Set<UInt64> = []
+    /// Software breakpoints on a bzImage's kernel set before its decompressor wrote it out, in
+    /// the order gdb set them: planted at the decompressor's jump to it, which the debug register
+    /// `kernelEntrySlot` watches for.
+    var awaitingKernel: [UInt64] = []
+    var kernelEntrySlot: Int?
     private var resetSregs: [kvm_sregs] = []
     private var resetFPU: [kvm_fpu] = []
     private let supportsBlockIRQ: Bool
@@ -422,7 +427,11 @@ public final class Machine: @unchecked Sendable {
             throw .system(error)
         }
         for (virtual, physical) in planted {
-            if let original = try? ram.read(at: physical, count: 1).first,
+            // Planted where the image said its code would be: placed again as it was first
+            // (a bzImage's kernel waits for its decompressor again).
+            if breakpointsSetBeforeMapping.contains(virtual) {
+                try? insertSoftwareBreakpoint(at: virtual, vcpu: 0)
+            } else if let original = try? ram.read(at: physical, count: 1).first,
                breakpoints.insert(virtual: virtual, physical: physical, original: original) {
                 try? ram.write([0xCC], at: physical)
             }
