@@ -92,6 +92,42 @@ struct LinuxKernelTests {
         #expect(status == 0, "stderr: \(vmm.stderrText)")
     }
 
+    /// KVM_KVMCLOCK_CTRL: after a stop of over a second (Machine's longStopNanoseconds) gdbvmm
+    /// tells KVM the guest was paused, and KVM sets PVCLOCK_GUEST_STOPPED (bit 1) in the kvmclock
+    /// page the kernel registered (hv_clock_boot[0] for CPU 0) at the next entry; the kernel's
+    /// soft-lockup watchdog clears it and so does not report the stop as a lockup. A short stop
+    /// leaves the flag alone. trap_init runs after setup_arch registered kvmclock.
+    @Test("a long stop in gdb is announced to the kernel's kvmclock (PVCLOCK_GUEST_STOPPED), a short one is not")
+    func longStopIsAnnounced() throws {
+        guard let vmlinux = DebianKernel.debugVmlinux else { return }
+        let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", "-m", "512M", "--cmdline", "console=ttyS0 nokaslr", vmlinux])
+        let gdb = Harness.gdb("""
+            target remote \(vmm.gdbTarget)
+            break trap_init
+            continue
+            stepi
+            printf "SHORT-STOP flags=%#x\\n", hv_clock_boot[0].pvti.flags
+            python
+            import time
+            time.sleep(2.5)
+            end
+            stepi
+            printf "LONG-STOP flags=%#x\\n", hv_clock_boot[0].pvti.flags
+            monitor quit
+            """, symbols: vmlinux, timeout: 300)
+        _ = vmm.wait(timeout: 60)
+        /// The flags byte a tagged line printed (`%#x`: "0" or "0x2"), nil if absent.
+        func flags(_ tag: String) -> UInt8? {
+            guard let line = gdb.output.split(separator: "\n").first(where: { $0.hasPrefix(tag) }) else { return nil }
+            var value = line.dropFirst(tag.count)
+            if value.hasPrefix("0x") { value = value.dropFirst(2) }
+            return UInt8(value, radix: 16)
+        }
+        #expect(gdb.output.contains(", trap_init () at"), "gdb output: \(gdb.output.suffix(3000))")
+        #expect(flags("SHORT-STOP flags=").map { $0 & 2 == 0 } == true, "gdb output: \(gdb.output.suffix(2000))")
+        #expect(flags("LONG-STOP flags=").map { $0 & 2 != 0 } == true, "gdb output: \(gdb.output.suffix(2000))")
+    }
+
     /// The kernel's own log says what it found: the ACPI tables gdbvmm wrote, both vCPUs in the
     /// MADT, the IOAPIC; once it says both CPUs are up, gdb attaches and sees both as threads
     /// inside the kernel. (Lines are matched without their timestamps.)
