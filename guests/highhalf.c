@@ -2,8 +2,10 @@
  * it, as a kernel's does (start_kernel before the kernel has built its page tables). kmain maps
  * virtual 512 GiB (PML4 entry 1) to physical 4 MiB with one 2 MiB page, then calls late_work
  * there twice (rewriting late_work's code in between), then late_0 ... late_15 once each. A debugger's breakpoints on them, set before
- * boot, must still hit. Ends with debug-exit `late_calls` + 0x40 (status 0x85 = 133 after the
- * two calls of late_work); `late_steps` counts the others (16). */
+ * boot, must still hit. Then it unmaps that code and fills its page with data (a kernel
+ * freeing its init text), and checks the data. Ends with debug-exit `late_calls` + 0x40
+ * (status 0x85 = 133 after the two calls of late_work), plus 0x10 (status 165) if the data
+ * was not what it wrote; `late_steps` counts the others (16). */
 #include "guest.h"
 #include "serial.h"
 
@@ -55,6 +57,15 @@ __attribute__((noreturn)) void kmain(void)
     }
     late(1);
     for (int i = 0; i < 16; i++) late_steps_in_order[i]();
+    /* Free that code, as a kernel frees its init text: unmap it, then use its page as data. A
+     * debugger's breakpoint still set there must not turn up in the data. */
+    pml4[1] = 0;
+    __asm__ volatile("mov %0, %%cr3" : : "r"(cr3) : "memory");
+    volatile unsigned char *page = (volatile unsigned char *)0x400000;
+    int intact = 1;
+    for (int i = 0; i < 4096; i++) page[i] = (unsigned char)(i * 7 + 1);
+    for (int i = 0; i < 4096; i++) if (page[i] != (unsigned char)(i * 7 + 1)) intact = 0;
+    serial_puts(intact ? "highhalf: freed code's page intact\n" : "highhalf: freed code's page CORRUPTED\n");
     serial_puts("highhalf: done\n");
-    debug_exit((uint8_t)(late_calls + 0x40));
+    debug_exit((uint8_t)(late_calls + 0x40 + (intact ? 0 : 0x10)));
 }

@@ -25,7 +25,7 @@ struct EarlyBreakpointTests {
                                      "$1 = 0", "Breakpoint 1, late_work", "$2 = 1", "exited with code 0205"])
         #expect(!o.gdb.output.contains("Cannot insert breakpoint"), "gdb output: \(o.gdb.output)")
         #expect(o.vmmStatus == 133, "stderr: \(o.vmmStderr)")
-        #expect(o.vmmStdout == "highhalf: mapped\nhighhalf: done\n")
+        #expect(o.vmmStdout == "highhalf: mapped\nhighhalf: freed code's page intact\nhighhalf: done\n")
     }
 
     @Test("sixteen breakpoints on code not mapped at boot, set before boot, all hit: the ELF's segments say where it lies")
@@ -42,6 +42,21 @@ struct EarlyBreakpointTests {
         #expect((0..<16).allSatisfy { o.gdb.output.contains("Breakpoint \($0 + 1), late_\($0) ()") }, "gdb output: \(o.gdb.output)")
         #expect(!o.gdb.output.contains("Cannot insert breakpoint"), "gdb output: \(o.gdb.output)")
         #expect(o.vmmStatus == 133, "stderr: \(o.vmmStderr)")
+    }
+
+    /// A kernel frees its init code (start_kernel's page) and reuses the page: a breakpoint set
+    /// there before boot, still inserted, must not write its 0xCC into whatever the page holds.
+    @Test("a breakpoint set before mapping, still inserted when the guest unmaps that code and fills its page with data, leaves the data alone")
+    func breakpointOnFreedCode() throws {
+        let o = try debugSession("highhalf", """
+            break late_work
+            continue
+            continue
+            continue
+            """)
+        expectInOrder(o.gdb.output, ["Breakpoint 1, late_work", "Breakpoint 1, late_work", "exited with code 0205"])
+        #expect(o.vmmStatus == 133, "stderr: \(o.vmmStderr)")
+        #expect(o.vmmStdout.contains("highhalf: freed code's page intact"), "console: \(o.vmmStdout)")
     }
 
     @Test("breakpoints where neither the page tables nor the image say anything use the four debug registers; a fifth is refused and the session goes on")

@@ -56,4 +56,54 @@ struct BreakpointAndWatchTableTests {
         #expect(traps.hit(physical: 0x3000, length: 8, isWrite: false) == nil)
         #expect(!traps.isEmpty)
     }
+
+    /// BreakpointTable.CodeGuard: a guest write over a breakpoint planted before its code was
+    /// mapped keeps the 0xCC before the guest's tables exist and while they map that code there;
+    /// once they map the image's first code but not that code, or after they mapped it once,
+    /// the page is something else now and the breakpoint retires.
+    @Test("a write over a guarded breakpoint keeps the 0xCC while its code is there or not yet mapped, and retires it once the code is gone")
+    func guardedBreakpointWrites() throws {
+        let ram = try GuestRAM(size: 4 << 20)
+        let traps = WatchTraps(ram: ram)
+        let text: UInt64 = 0xFFFF_FFFF_8100_0000, initCode: UInt64 = 0xFFFF_FFFF_8120_0010, physical: UInt64 = 0x20_0010
+        // PML4 0x10000 -> PDPT 0x11000 (entry 510) -> PD 0x12000: entry 8 maps _text at 0, entry 9 the init code at 2 MiB.
+        func put(_ value: UInt64, at address: UInt64) throws {
+            try ram.write((0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) }, at: address)
+        }
+        try put(0x11000 | 3, at: 0x10000 + 511 * 8)
+        try put(0x12000 | 3, at: 0x11000 + 510 * 8)
+        try put(0x00_0000 | 0x83, at: 0x12000 + 8 * 8)
+        try put(0x20_0000 | 0x83, at: 0x12000 + 9 * 8)
+        let kernelTables = PagingState(cr0: 0x8000_0011, cr3: 0x10000, cr4: 0x20, efer: 0x500)
+        let pagingOff = PagingState(cr0: 0x11, cr3: 0, cr4: 0, efer: 0)
+        let table = BreakpointTable()
+        func plant(seenMapped: Bool) throws {
+            _ = table.insert(virtual: initCode, physical: physical, original: 0x55)
+            try ram.write([0xCC], at: physical)
+            table.setGuard(BreakpointTable.CodeGuard(virtual: initCode, reference: text, seenMapped: seenMapped), atPhysical: physical)
+        }
+        func write(_ byte: UInt8, _ paging: PagingState) throws -> UInt8 {
+            _ = traps.serve(MMIOAccess(address: physical, length: 1, isWrite: true, data: UInt64(byte)), planted: table,
+                            paging: { paging })
+            return try ram.read(at: physical, count: 1)[0]
+        }
+        try plant(seenMapped: false)
+        // A loader writing the code before the kernel's tables exist.
+        #expect(try write(0x66, pagingOff) == 0xCC)
+        #expect(table.original(atPhysical: physical) == 0x66)
+        // The kernel patching its own text, mapped here: and now it has been seen mapped.
+        #expect(try write(0x77, kernelTables) == 0xCC)
+        #expect(table.original(atPhysical: physical) == 0x77)
+        #expect(table.codeGuard(atPhysical: physical)?.seenMapped == true)
+        // Unmapped after that (paging off stands for any tables without it): the page is data now.
+        #expect(try write(0x88, pagingOff) == 0x88)
+        #expect(table.original(atPhysical: physical) == nil && table.isRetired(virtual: initCode))
+        #expect(table.physical(forVirtual: initCode) == nil)
+        // Never seen mapped, but the kernel's tables map _text and not the init code: freed.
+        table.clearRetired()
+        try plant(seenMapped: false)
+        try put(0, at: 0x12000 + 9 * 8)
+        #expect(try write(0x99, kernelTables) == 0x99)
+        #expect(table.isRetired(virtual: initCode))
+    }
 }

@@ -102,7 +102,7 @@ final class FakeEnvironment: ExitEnvironment, @unchecked Sendable {
         return PortIOResult(input: access.isOut ? [] : [UInt8](repeating: byte, count: access.size * max(access.count, 1)))
     }
 
-    func mmio(_ access: MMIOAccess) -> MMIOResult {
+    func mmio(_ access: MMIOAccess, paging: () -> PagingState?) -> MMIOResult {
         lock.lock(); defer { lock.unlock() }
         return MMIOResult(value: access.isWrite ? 0 : 0x1122, hit: mmioHit)
     }

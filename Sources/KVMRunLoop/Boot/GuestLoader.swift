@@ -32,6 +32,12 @@ public struct LoadedGuest: Sendable {
         self.imageMap = imageMap; self.decompressedKernel = decompressedKernel
     }
 
+    /// The image's first code in the same 512 GiB as `virtual` (a kernel's _text for its init
+    /// code): while the guest's tables map it but not `virtual`, code at `virtual` is gone.
+    public func imageReference(for virtual: UInt64) -> UInt64? {
+        imageMap.filter { $0.virtual >> 39 == virtual >> 39 }.map(\.virtual).min()
+    }
+
     /// The physical address the image's segments put `virtual` at, if one of them covers it.
     public func imagePhysical(forVirtual virtual: UInt64) -> UInt64? {
         for mapping in imageMap where virtual >= mapping.virtual && virtual - mapping.virtual < mapping.size {

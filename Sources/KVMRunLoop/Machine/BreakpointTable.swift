@@ -8,6 +8,8 @@ final class BreakpointTable: @unchecked Sendable {
     private let lock = NSLock()
     private var originals: [UInt64: UInt8] = [:]
     private var physicalOf: [UInt64: UInt64] = [:]
+    private var guards: [UInt64: CodeGuard] = [:]
+    private var retired: Set<UInt64> = []
 
     func contains(physical: UInt64) -> Bool {
         lock.lock()
@@ -44,8 +46,64 @@ final class BreakpointTable: @unchecked Sendable {
         defer { lock.unlock() }
         guard let physical = physicalOf.removeValue(forKey: virtual) else { return nil }
         if physicalOf.values.contains(physical) { return nil }
+        guards[physical] = nil
         guard let original = originals.removeValue(forKey: physical) else { return nil }
         return (physical, original)
+    }
+
+    // MARK: breakpoints planted before their code was mapped
+
+    /// A breakpoint planted where the image said its code would be, before the guest's own page
+    /// tables mapped it. Its page is guarded (WatchTraps), and a guest write over its byte keeps
+    /// the 0xCC only while the code is still there: a kernel patching its text (the tables map
+    /// `virtual` to this byte) or a loader writing it before those tables exist. Once the
+    /// kernel's tables map the image (`reference`, its first code in the same 512 GiB) but no
+    /// longer this code here, or after they mapped it here once, the page is something else
+    /// now (freed init code reused): the breakpoint retires and the guest's byte goes in.
+    struct CodeGuard: Sendable, Equatable {
+        var virtual: UInt64
+        var reference: UInt64
+        var seenMapped: Bool
+    }
+
+    func setGuard(_ codeGuard: CodeGuard?, atPhysical address: UInt64) {
+        lock.lock()
+        guards[address] = codeGuard
+        lock.unlock()
+    }
+
+    func codeGuard(atPhysical address: UInt64) -> CodeGuard? {
+        lock.lock()
+        defer { lock.unlock() }
+        return guards[address]
+    }
+
+    func markSeenMapped(atPhysical address: UInt64) {
+        lock.lock()
+        guards[address]?.seenMapped = true
+        lock.unlock()
+    }
+
+    /// Forgets the guarded breakpoint at `address` (its code is gone; the caller writes the
+    /// guest's byte); gdb's address stays listed in `isRetired` until `clearRetired`.
+    func retire(atPhysical address: UInt64) {
+        lock.lock()
+        if let g = guards.removeValue(forKey: address) { retired.insert(g.virtual) }
+        originals[address] = nil
+        for (virtual, physical) in physicalOf where physical == address { physicalOf[virtual] = nil }
+        lock.unlock()
+    }
+
+    func isRetired(virtual: UInt64) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return retired.contains(virtual)
+    }
+
+    func clearRetired() {
+        lock.lock()
+        retired.removeAll()
+        lock.unlock()
     }
 
     /// A guest or gdb write over a planted byte changes what is "under" the breakpoint.

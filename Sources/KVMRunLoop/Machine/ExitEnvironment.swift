@@ -6,8 +6,9 @@ public protocol ExitEnvironment: AnyObject, Sendable {
     /// Serves a port access on the bus: the bytes an `in` reads, and what an `out` asks for.
     func portIO(_ access: IOAccess) -> PortIOResult
     /// Serves an access that left the memory slots: trapped RAM is completed on RAM (and
-    /// checked against the watches), other addresses behave as an empty bus.
-    func mmio(_ access: MMIOAccess) -> MMIOResult
+    /// checked against the watches), other addresses behave as an empty bus. `paging` reads the
+    /// vCPU's paging state, for the rare access that needs it.
+    func mmio(_ access: MMIOAccess, paging: () -> PagingState?) -> MMIOResult
     /// Whose `int3` is at this linear address (translated through `paging`).
     func breakpointOwner(atLinear address: UInt64, paging: PagingState) -> BreakpointOwner
     /// Up to 15 bytes of the instruction at this linear address (planted breakpoints show the

@@ -100,7 +100,7 @@ public enum ExitHandler {
             case .none: return ExitAction(afterAccess(context, hit: nil), completion: completion)
             }
         case .mmio(let access):
-            let result = environment.mmio(access)
+            let result = environment.mmio(access, paging: { registers()?.paging })
             let completion: ExitAction.Completion = access.isWrite ? .none : .mmioRead(result.value)
             let hit = result.hit.map { VCPUStop.watchpoint($0.kind, address: $0.address) }
             return ExitAction(afterAccess(context, hit: hit), completion: completion)

@@ -37,8 +37,8 @@ final class GuestEnvironment: ExitEnvironment {
         return PortIOResult(input: input)
     }
 
-    func mmio(_ access: MMIOAccess) -> MMIOResult {
-        watches.serve(access, planted: breakpoints)
+    func mmio(_ access: MMIOAccess, paging: () -> PagingState?) -> MMIOResult {
+        watches.serve(access, planted: breakpoints, paging: paging)
     }
 
     func breakpointOwner(atLinear address: UInt64, paging: PagingState) -> BreakpointOwner {

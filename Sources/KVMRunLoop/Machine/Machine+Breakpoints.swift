@@ -15,6 +15,12 @@ extension Machine {
         // Before paging is on (a PVH entry) every address "maps" to itself, RAM or not.
         let mapped = try translate(address, vcpu: index).flatMap { $0 < ram.size ? $0 : nil }
         let physical = mapped ?? (physicalAddressing ? nil : guest.imagePhysical(forVirtual: address))
+        if mapped == nil, physical != nil, imageCodeIsGone(address, vcpu: index) {
+            // The kernel's tables no longer map that code (freed init code): nothing can run
+            // there, and its page may hold anything now. gdb's breakpoint stays, unplanted.
+            dormantBreakpoints.insert(address)
+            return
+        }
         guard let physical, physical < ram.size else {
             if awaitKernel(address, vcpu: index) { return }
             guard let slot = hardwareBreakpoints.firstIndex(where: { $0 == nil }) else { throw BreakpointError.unmapped }
@@ -28,17 +34,39 @@ extension Machine {
             try ram.write([0xCC], at: physical)
         }
         if mapped == nil { breakpointsSetBeforeMapping.insert(address) }
-        if breakpointsSetBeforeMapping.contains(address) { guardBreakpoint(at: address, physical: physical) }
+        if breakpointsSetBeforeMapping.contains(address) {
+            if mapped != nil { seenMapped.insert(address) }
+            guardBreakpoint(at: address, physical: physical)
+        }
     }
 
     /// Code the guest has not mapped yet is code it may still write (a kernel patching its
-    /// alternatives, a loader copying it in): the page is guarded, so the 0xCC survives.
+    /// alternatives, a loader copying it in): the page is guarded, so the 0xCC survives while
+    /// that code is there (BreakpointTable.CodeGuard).
     func guardBreakpoint(at address: UInt64, physical: UInt64?) {
-        if let physical { guardedBreakpoints[address] = physical } else { guardedBreakpoints[address] = nil }
+        if let physical {
+            guardedBreakpoints[address] = physical
+            let codeGuard = BreakpointTable.CodeGuard(virtual: address, reference: guest.imageReference(for: address) ?? address,
+                                                      seenMapped: seenMapped.contains(address))
+            breakpoints.setGuard(codeGuard, atPhysical: physical)
+        } else {
+            guardedBreakpoints[address] = nil
+        }
         watches.setGuardedPages(Set(guardedBreakpoints.values.map { $0 >> 12 }))
     }
 
+    /// A breakpoint set before its code was mapped, on code the guest has since unmapped: it
+    /// was mapped once, its guard retired it, or the kernel's tables map the image's first code
+    /// but not this.
+    private func imageCodeIsGone(_ address: UInt64, vcpu index: Int) -> Bool {
+        guard breakpointsSetBeforeMapping.contains(address) else { return false }
+        if seenMapped.contains(address) || breakpoints.isRetired(virtual: address) { return true }
+        guard let reference = guest.imageReference(for: address), reference >> 12 != address >> 12 else { return false }
+        return (try? translate(reference, vcpu: index)).flatMap { $0 }.map { $0 < ram.size } ?? false
+    }
+
     public func removeSoftwareBreakpoint(at address: UInt64) {
+        if dormantBreakpoints.remove(address) != nil { return }
         if let i = awaitingKernel.firstIndex(of: address) {
             awaitingKernel.remove(at: i)
             if awaitingKernel.isEmpty { releaseKernelEntrySlot() }
@@ -143,6 +171,9 @@ extension Machine {
         breakpointsSetBeforeMapping.removeAll()
         awaitingKernel.removeAll()
         kernelEntrySlot = nil
+        dormantBreakpoints.removeAll()
+        seenMapped.removeAll()
+        breakpoints.clearRetired()
         watches.setGuardedPages([])
         try watches.removeAll()
     }

@@ -87,6 +87,10 @@ public final class Machine: @unchecked Sendable {
     /// `kernelEntrySlot` watches for.
     var awaitingKernel: [UInt64] = []
     var kernelEntrySlot: Int?
+    /// Breakpoints set before mapping whose code the guest's tables have mapped since.
+    var seenMapped: Set<UInt64> = []
+    /// gdb's breakpoints on code the guest has unmapped since (`imageCodeIsGone`): kept, unplanted.
+    var dormantBreakpoints: Set<UInt64> = []
     private var resetSregs: [kvm_sregs] = []
     private var resetFPU: [kvm_fpu] = []
     private let supportsBlockIRQ: Bool
@@ -409,8 +413,11 @@ public final class Machine: @unchecked Sendable {
     /// Back to the image's entry state: RAM cleared and reloaded, vCPUs reset, breakpoints kept
     /// (re-planted over the fresh image). Every vCPU must be parked.
     public func reset() throws(MachineError) {
-        let planted = breakpoints.all
+        let planted = breakpoints.all + dormantBreakpoints.map { (virtual: $0, physical: UInt64.max) }
         for (virtual, _) in planted { removeSoftwareBreakpoint(at: virtual) }
+        // A fresh boot: no code has been mapped or unmapped yet.
+        seenMapped.removeAll()
+        breakpoints.clearRetired()
         // A private anonymous mapping reads back as zeroes after MADV_DONTNEED.
         madvise(ram.base, Int(ram.size), MADV_DONTNEED)
         do {

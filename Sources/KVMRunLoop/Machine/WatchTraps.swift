@@ -223,7 +223,9 @@ final class WatchTraps: @unchecked Sendable {
     /// Serves an MMIO exit. Accesses to trapped RAM are completed on RAM (a write over a planted
     /// breakpoint changes the byte under it and keeps the 0xCC) and checked against the watches;
     /// addresses with no RAM at all read as all-ones and drop writes, like an empty bus.
-    func serve(_ access: MMIOAccess, planted: BreakpointTable) -> MMIOResult {
+    /// `paging` gives the accessing vCPU's paging state; it is asked only for a write over a
+    /// breakpoint planted before its code was mapped (BreakpointTable.CodeGuard).
+    func serve(_ access: MMIOAccess, planted: BreakpointTable, paging: () -> PagingState? = { nil }) -> MMIOResult {
         let address = access.address, length = access.length
         guard length > 0, length <= 8, ram.contains(address, count: length) else {
             return MMIOResult(value: UInt64.max)
@@ -232,7 +234,17 @@ final class WatchTraps: @unchecked Sendable {
         if access.isWrite {
             var bytes = (0..<length).map { UInt8(truncatingIfNeeded: access.data >> (8 * UInt64($0))) }
             for i in bytes.indices where planted.original(atPhysical: address + UInt64(i)) != nil {
-                planted.updateOriginal(atPhysical: address + UInt64(i), to: bytes[i])
+                let physical = address + UInt64(i)
+                if let codeGuard = planted.codeGuard(atPhysical: physical), let paging = paging() {
+                    if codeIsGone(codeGuard, physical: physical, paging: paging) {
+                        planted.retire(atPhysical: physical)
+                        continue
+                    }
+                    if !codeGuard.seenMapped, mapped(codeGuard.virtual, paging) == physical {
+                        planted.markSeenMapped(atPhysical: physical)
+                    }
+                }
+                planted.updateOriginal(atPhysical: physical, to: bytes[i])
                 bytes[i] = 0xCC
             }
             try? ram.write(bytes, at: address)
@@ -242,5 +254,19 @@ final class WatchTraps: @unchecked Sendable {
         }
         let found = hit(physical: address, length: length, isWrite: access.isWrite)
         return MMIOResult(value: value, hit: found.map { (kind: $0.0, address: $0.1) })
+    }
+
+    /// Where `virtual` lies in RAM through `paging`; nil where it is not mapped to RAM (before
+    /// paging every address "maps" to itself, RAM or not).
+    private func mapped(_ virtual: UInt64, _ paging: PagingState) -> UInt64? {
+        PageWalker.translate(virtual, paging: paging, memory: ram).map(\.physical).flatMap { $0 < ram.size ? $0 : nil }
+    }
+
+    /// BreakpointTable.CodeGuard's rule: the guarded code no longer lies at `physical`.
+    func codeIsGone(_ codeGuard: BreakpointTable.CodeGuard, physical: UInt64, paging: PagingState) -> Bool {
+        let now = mapped(codeGuard.virtual, paging)
+        if now == physical { return false }
+        if now != nil || codeGuard.seenMapped { return true }
+        return mapped(codeGuard.reference, paging) != nil
     }
 }
