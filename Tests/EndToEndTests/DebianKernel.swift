@@ -1,53 +1,27 @@
 import Foundation
 
-/// Debian's cloud kernel for the Linux end-to-end tests: its debug vmlinux (an ELF with a PVH
-/// entry note and full symbols) from the `-dbg` package, fetched with apt once and cached in
-/// `.build-kernels/` (ignored by git). Nil, with a loud warning saying why, when it cannot be had.
+/// Debian's cloud kernel for the Linux end-to-end tests, as `scripts/fetch-kernel` fetches it
+/// (once, cached in `.build-kernels/`, ignored by git): the bzImage and its debug vmlinux (an
+/// ELF with a PVH entry note and full symbols) of the same version. Nil, with a loud warning
+/// saying why, when they cannot be had.
 enum DebianKernel {
-    static let cache = Harness.repository.appendingPathComponent(".build-kernels")
-
-    static let debugVmlinux: String? = {
-        let fm = FileManager.default
-        try? fm.createDirectory(at: cache, withIntermediateDirectories: true)
-        if let found = existing() { return found }
-        guard let package = packageName() else {
-            Harness.warn("no linux-image-*-cloud-amd64-dbg package is known to apt: Linux kernel tests are SKIPPED (apt-get update; apt-cache depends linux-image-cloud-amd64-dbg)")
+    static let pair: (vmlinuz: String, vmlinux: String)? = {
+        let r = Harness.run([Harness.repository.appendingPathComponent("scripts/fetch-kernel").path], timeout: 1800)
+        var paths: [String: String] = [:]
+        for line in r.stdout.split(separator: "\n") {
+            let parts = line.split(separator: " ", maxSplits: 1)
+            if parts.count == 2 { paths[String(parts[0])] = String(parts[1]) }
+        }
+        guard r.status == 0, let vmlinuz = paths["vmlinuz"], let vmlinux = paths["vmlinux"] else {
+            Harness.warn("scripts/fetch-kernel could not fetch Debian's cloud kernel: the Linux kernel tests are SKIPPED\n"
+                + r.output)
             return nil
         }
-        let download = Harness.run(["sh", "-c", "cd '\(cache.path)' && apt-get download \(package) 2>&1"], timeout: 900)
-        guard download.status == 0,
-              let deb = (try? fm.contentsOfDirectory(atPath: cache.path))?.first(where: { $0.hasPrefix(package) && $0.hasSuffix(".deb") }) else {
-            Harness.warn("downloading \(package) failed: Linux kernel tests are SKIPPED\n\(download.output)")
-            return nil
-        }
-        let extract = Harness.run(["sh", "-c", """
-            cd '\(cache.path)' && dpkg-deb --fsys-tarfile '\(deb)' | tar -x --wildcards './usr/lib/debug/boot/vmlinux-*' \
-            && mv usr/lib/debug/boot/vmlinux-* . && rm -rf usr '\(deb)'
-            """], timeout: 600)
-        guard extract.status == 0, let found = existing() else {
-            Harness.warn("extracting the vmlinux from \(deb) failed: Linux kernel tests are SKIPPED\n\(extract.output)")
-            return nil
-        }
-        return found
+        return (vmlinuz, vmlinux)
     }()
 
-    private static func existing() -> String? {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: cache.path)) ?? []
-        return names.filter { $0.hasPrefix("vmlinux-") }.sorted().last.map { cache.appendingPathComponent($0).path }
-    }
-
-    /// The versioned package the meta-package points at (after `apt-get update` if apt knows none).
-    private static func packageName() -> String? {
-        func lookup() -> String? {
-            let r = Harness.run(["apt-cache", "depends", "linux-image-cloud-amd64-dbg"], timeout: 120)
-            return r.stdout.split(separator: "\n").compactMap { line -> String? in
-                let t = line.trimmingCharacters(in: .whitespaces)
-                guard t.hasPrefix("Depends: linux-image-"), t.hasSuffix("-cloud-amd64-dbg") else { return nil }
-                return String(t.dropFirst("Depends: ".count))
-            }.first
-        }
-        if let name = lookup() { return name }
-        _ = Harness.run(["apt-get", "update", "-qq"], timeout: 600)
-        return lookup()
-    }
+    /// The debug vmlinux: gdb's symbols, and a kernel gdbvmm boots through PVH.
+    static var debugVmlinux: String? { pair?.vmlinux }
+    /// The bzImage of the same build (`/boot/vmlinuz-*`).
+    static var bzImage: String? { pair?.vmlinuz }
 }

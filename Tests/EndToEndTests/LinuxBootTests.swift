@@ -105,8 +105,8 @@ struct LinuxBootTests {
     }
 }
 
-/// The real thing: Debian's cloud kernel (a bzImage), downloaded once with `apt-get download`
-/// into .build-kernels/ (ignored by git). Booted with nokaslr, its decompressor (the bzImage's
+/// The real thing: Debian's cloud kernel (a bzImage), fetched once by scripts/fetch-kernel into
+/// .build-kernels/ (ignored by git). Booted with nokaslr, its decompressor (the bzImage's
 /// own 64-bit code, entered at startup_64) reads our command line and reports on the serial
 /// port. Debian builds without CONFIG_X86_VERBOSE_BOOTUP, so the decompressor never prints
 /// "Decompressing Linux..."; its KASLR line is the first thing it says. Decompressing takes
@@ -114,52 +114,9 @@ struct LinuxBootTests {
 /// appears in 100 s on the nested development machine), so that line is all it asserts.
 @Suite("Debian kernel", .serialized, .enabled(if: Harness.hasKVM, "needs /dev/kvm"))
 struct DebianKernelTests {
-    static let cache = Harness.repository.appendingPathComponent(".build-kernels")
-    static let kernel = cache.appendingPathComponent("vmlinuz").path
-
-    /// The cached vmlinuz, or a fresh download of the newest linux-image-*-cloud-amd64-unsigned
-    /// apt knows; nil (with a warning naming what is missing) when neither is possible.
-    static func obtainKernel() -> String? {
-        if FileManager.default.fileExists(atPath: kernel) { return kernel }
-        let policy = Harness.run(["apt-cache", "policy", "linux-image-*-cloud-amd64-unsigned"], timeout: 60)
-        var candidates: [String] = []
-        var current: String?
-        for line in policy.stdout.split(separator: "\n") {
-            if !line.hasPrefix(" "), line.hasSuffix(":") { current = String(line.dropLast()) }
-            if let name = current, line.contains("Candidate:"), !line.contains("(none)") { candidates.append(name) }
-        }
-        guard let package = candidates.max(by: { $0.compare($1, options: .numeric) == .orderedAscending }) else {
-            Harness.warn("the Debian kernel test is SKIPPED: apt-cache knows no linux-image-*-cloud-amd64-unsigned "
-                + "package (run apt-get update; needs Debian package lists). apt-cache said: \(policy.output)")
-            return nil
-        }
-        try? FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
-        let download = Harness.run(["sh", "-c", "cd \"$0\" && apt-get download \"$1\"", cache.path, package], timeout: 600)
-        let deb = (try? FileManager.default.contentsOfDirectory(atPath: cache.path))?
-            .first { $0.hasPrefix(package + "_") && $0.hasSuffix(".deb") }
-        guard download.status == 0, let deb else {
-            Harness.warn("the Debian kernel test is SKIPPED: `apt-get download \(package)` failed (no network or "
-                + "no Debian mirror?): \(download.output)")
-            return nil
-        }
-        let extracted = cache.appendingPathComponent("extract-\(UUID().uuidString.prefix(8))")
-        defer { try? FileManager.default.removeItem(at: extracted) }
-        let unpack = Harness.run(["dpkg-deb", "-x", cache.appendingPathComponent(deb).path, extracted.path], timeout: 120)
-        let boot = extracted.appendingPathComponent("boot")
-        guard unpack.status == 0,
-              let name = (try? FileManager.default.contentsOfDirectory(atPath: boot.path))?.first(where: { $0.hasPrefix("vmlinuz-") }),
-              (try? FileManager.default.moveItem(atPath: boot.appendingPathComponent(name).path, toPath: kernel)) != nil
-        else {
-            Harness.warn("the Debian kernel test is SKIPPED: no boot/vmlinuz-* could be extracted from \(deb) "
-                + "(dpkg-deb: \(unpack.output))")
-            return nil
-        }
-        return kernel
-    }
-
     @Test("the decompressor of Debian's cloud kernel runs and reads the command line")
     func decompressorSpeaks() throws {
-        guard let kernel = Self.obtainKernel() else { return }
+        guard let kernel = DebianKernel.bzImage else { return }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Harness.binary)
         process.arguments = ["-m", "512M", "--append", "console=ttyS0 earlyprintk=ttyS0 nokaslr", kernel]

@@ -16,7 +16,7 @@ struct LinuxInitTests {
 
     @Test("the init's exit code is gdbvmm's status, through PVH and as a bzImage", arguments: ["vmlinux", "bzImage"])
     func exitStatus(kernel: String) throws {
-        guard let image = kernel == "vmlinux" ? DebianKernel.debugVmlinux : DebianKernelTests.obtainKernel() else { return }
+        guard let image = kernel == "vmlinux" ? DebianKernel.debugVmlinux : DebianKernel.bzImage else { return }
         let r = Harness.run([Harness.binary, "-m", "512M", "--initrd", LinuxInit.initramfs,
                              "--append", Self.append + " gdbvmm_exit=7", image], timeout: LinuxInit.timeout)
         #expect(r.stdout.contains("gdbvmm-init: hello from /init"), "serial: \(r.stdout.suffix(3000))")
