@@ -92,6 +92,47 @@ struct LinuxKernelTests {
         #expect(status == 0, "stderr: \(vmm.stderrText)")
     }
 
+    /// The bzImage users actually have: nothing of the kernel is in RAM before its decompressor
+    /// writes it out (about 100 s where KVM emulates guest kernel code), yet breakpoints set
+    /// before boot, more than the four debug registers, all hit as software breakpoints.
+    static let bzImagePath = ["start_kernel", "setup_arch", "early_cpu_init", "e820__memory_setup",
+                              "init_mem_mapping", "setup_command_line"]
+
+    @Test("the bzImage: break start_kernel and five more set before boot all hit once the decompressor has written the kernel out; bt reaches secondary_startup_64")
+    func bzImageBreakpointsBeforeBoot() throws {
+        guard let bzImage = DebianKernel.bzImage, let vmlinux = DebianKernel.debugVmlinux else { return }
+        let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", "-m", "512M", "--append", "console=ttyS0 nokaslr", bzImage])
+        let breaks = Self.bzImagePath.map { "break \($0)" }.joined(separator: "\n")
+        let gdb = Harness.gdb("""
+            target remote \(vmm.gdbTarget)
+            \(breaks)
+            continue
+            bt
+            print init_task.comm
+            python
+            hits = [gdb.selected_frame().name()]
+            for i in range(20):
+                if len(hits) == \(Self.bzImagePath.count):
+                    break
+                gdb.execute("continue", to_string=True)
+                name = gdb.selected_frame().name()
+                if name not in hits:
+                    hits.append(name)
+            print("HITS " + " ".join(hits))
+            end
+            monitor quit
+            """, symbols: vmlinux, timeout: 600)
+        _ = vmm.wait(timeout: 60)
+        expectInOrder(gdb.output, ["Breakpoint 1, start_kernel () at init/main.c", "#0  start_kernel",
+                                   "secondary_startup_64", "$1 = \"swapper"])
+        let hits = gdb.output.split(separator: "\n").first { $0.hasPrefix("HITS ") }.map { $0.dropFirst(5).split(separator: " ").map(String.init) }
+        #expect(hits.map(Set.init) == Set(Self.bzImagePath) && hits?.count == Self.bzImagePath.count,
+                "gdb output: \(gdb.output.suffix(3000))")
+        #expect(!gdb.output.contains("Cannot insert breakpoint") && !gdb.output.contains("SIGTRAP"),
+                "gdb output: \(gdb.output.suffix(3000))")
+        #expect(!vmm.stderrText.contains("did not start at its link address"), "stderr: \(vmm.stderrText)")
+    }
+
     /// KVM_KVMCLOCK_CTRL: after a stop of over a second (Machine's longStopNanoseconds) gdbvmm
     /// tells KVM the guest was paused, and KVM sets PVCLOCK_GUEST_STOPPED (bit 1) in the kvmclock
     /// page the kernel registered (hv_clock_boot[0] for CPU 0) at the next entry; the kernel's
