@@ -11,7 +11,7 @@ struct CPUModelTests {
     init() {
         var entries: [kvm_cpuid_entry2] = []
         // Leaf 1: SSE3 (0), CX16 (13), SSE4.2 (20), POPCNT (23), XSAVE (26), OSXSAVE (27), AVX (28).
-        let leaf1: UInt32 = 0x1C90_2001
+        let leaf1: UInt32 = 0x1E98_2203
         var e1 = kvm_cpuid_entry2()
         e1.function = 1
         e1.ebx = 0x0800_0000
@@ -32,13 +32,15 @@ struct CPUModelTests {
         #expect(out[1].ebx == supported[1].ebx)
     }
 
-    @Test("where guest kernel code is emulated: no CMPXCHG16B, POPCNT, XSAVE, AVX, AVX2, AVX-512")
+    @Test("where guest kernel code is emulated: no CMPXCHG16B, POPCNT, XSAVE, AVX, AVX2, AVX-512, SSSE3, SSE4, PCLMULQDQ, AES-NI")
     func emulatorHidesFeatures() {
         let out = Machine.cpuid(supported, apicID: 0, emulated: true)
         let ecx = out[0].ecx
         #expect(ecx & (1 << 13) == 0 && ecx & (1 << 23) == 0)
         #expect(ecx & (1 << 26) == 0 && ecx & (1 << 27) == 0 && ecx & (1 << 28) == 0)
-        #expect(ecx & (1 << 0) != 0 && ecx & (1 << 20) != 0, "what the emulator runs stays")
+        #expect(ecx & (1 << 1) == 0 && ecx & (1 << 9) == 0 && ecx & (1 << 19) == 0 && ecx & (1 << 20) == 0
+                && ecx & (1 << 25) == 0, "PCLMULQDQ, SSSE3, SSE4.1, SSE4.2, AES-NI go")
+        #expect(ecx & (1 << 0) != 0, "what the emulator runs stays (SSE3)")
         #expect(ecx & (1 << 31) != 0)
         #expect(out[1].ebx == 1 << 3, "BMI1 stays; AVX2 and AVX-512 go")
     }

@@ -1,11 +1,16 @@
 /// What gdbvmm adds to a Linux kernel's command line where guest kernel code runs under KVM's
 /// instruction emulator (Kvm.emulatesGuestKernelCode), for the instructions that emulator
 /// cannot execute and CPUID cannot hide there (measured booting Debian's cloud kernel):
-/// `noxsave` (XSAVE/XRSTOR: the FPU is then saved with FXSAVE) and `clearcpuid=151,308`
-/// (X86_FEATURE_POPCNT, word 4 bit 23: `__bitmap_weight` keeps its software fallback;
-/// X86_FEATURE_SMAP, word 9 bit 20: the entry code's CLAC/STAC stay NOPs).
+/// `noxsave` (XSAVE/XRSTOR: the FPU is then saved with FXSAVE) and `clearcpuid=` with
+/// X86_FEATURE_POPCNT (word 4 bit 23, 151: `__bitmap_weight` keeps its software fallback),
+/// X86_FEATURE_SMAP (word 9 bit 20, 308: the entry code's CLAC/STAC stay NOPs), and the SIMD
+/// extensions beyond x86-64's baseline SSE2 that gate the kernel's in-kernel SIMD code:
+/// SSSE3 (137: blake2s, which random.c mixes its pool with from the first device_initcall,
+/// would run `kernel_fpu_begin`'s `ldmxcsr` and then SSSE3 code), SSE4.1 (147), SSE4.2 (148:
+/// also the `crc32` instruction), PCLMULQDQ (129) and AES-NI (153) for the crypto code that
+/// picks them.
 public enum LinuxOnEmulatingHosts {
-    public static let commandLineAdditions = "noxsave clearcpuid=151,308"
+    public static let commandLineAdditions = "noxsave clearcpuid=129,137,147,148,151,153,308"
 
     /// The command line to boot `image` with: `commandLine`, plus the additions when the image
     /// is a Linux kernel (a bzImage, or an ELF whose Xen GUEST_OS note says "linux") and the

@@ -208,8 +208,11 @@ public final class Machine: @unchecked Sendable {
     /// Leaf 1 ECX features KVM's instruction emulator cannot execute, found booting the Debian
     /// cloud kernel where guest kernel code is emulated: CMPXCHG16B (bit 13, SLUB's first
     /// use), POPCNT (bit 23, `__bitmap_weight`), XSAVE and OSXSAVE (bits 26-27; the FPU setup's
-    /// `xrstor64`) with AVX (bit 28), which needs XSAVE.
-    static let featuresTheEmulatorLacks: UInt32 = (1 << 13) | (1 << 23) | (1 << 26) | (1 << 27) | (1 << 28)
+    /// `xrstor64`) with AVX (bit 28), which needs XSAVE; and the SIMD extensions past SSE2
+    /// whose in-kernel users (blake2s for random.c, crypto) the emulator cannot run: PCLMULQDQ
+    /// (bit 1), SSSE3 (9), SSE4.1 (19), SSE4.2 (20), AES-NI (25).
+    static let featuresTheEmulatorLacks: UInt32 = (1 << 1) | (1 << 9) | (1 << 13) | (1 << 19) | (1 << 20) | (1 << 23)
+        | (1 << 25) | (1 << 26) | (1 << 27) | (1 << 28)
 
     /// KVM's supported CPUID with this vCPU's APIC ID filled in and the hypervisor bit set;
     /// with `emulated` (guest kernel code runs under KVM's emulator), without the features
