@@ -37,6 +37,30 @@ struct LinuxKernelTests {
                            "page_alloc_init", "vfs_caches_init_early", "sort_main_extable", "trap_init",
                            "ftrace_init", "early_trace_init", "sched_init"]
 
+    /// gdb Python that continues until `count` different functions have stopped it (some boot
+    /// functions run twice, in early and late passes: each counts once), then prints them on a
+    /// "HITS " line; `alreadyStopped` counts the function gdb stands in now.
+    static func continueUntilEachHits(_ count: Int, alreadyStopped: Bool) -> String {
+        """
+        python
+        hits = \(alreadyStopped ? "[gdb.selected_frame().name()]" : "[]")
+        for i in range(\(count * 3)):
+            if len(hits) == \(count):
+                break
+            gdb.execute("continue", to_string=True)
+            name = gdb.selected_frame().name()
+            if name not in hits:
+                hits.append(name)
+        print("HITS " + " ".join(hits))
+        end
+        """
+    }
+
+    /// The functions a `continueUntilEachHits` line names, in the order they stopped gdb.
+    static func hits(_ output: String) -> [String]? {
+        output.split(separator: "\n").first { $0.hasPrefix("HITS ") }.map { $0.dropFirst(5).split(separator: " ").map(String.init) }
+    }
+
     @Test("16 breakpoints set before boot all hit; watch max_pfn sees its first write; finish from memblock_alloc_try_nid returns a pointer; Ctrl-C stops in the kernel")
     func sixteenBreakpointsWatchFinishInterrupt() throws {
         guard let vmlinux = DebianKernel.debugVmlinux else { return }
@@ -45,18 +69,7 @@ struct LinuxKernelTests {
         let gdb = Harness.gdb("""
             target remote \(vmm.gdbTarget)
             \(breaks)
-            python
-            # Some of these run twice (early and late passes): count each function once.
-            hits = []
-            for i in range(40):
-                if len(hits) == \(Self.bootPath.count):
-                    break
-                gdb.execute("continue", to_string=True)
-                name = gdb.selected_frame().name()
-                if name not in hits:
-                    hits.append(name)
-            print("HITS " + " ".join(hits))
-            end
+            \(Self.continueUntilEachHits(Self.bootPath.count, alreadyStopped: false))
             delete
             break start_kernel
             monitor system_reset
@@ -80,7 +93,7 @@ struct LinuxKernelTests {
             monitor quit
             """, symbols: vmlinux, timeout: 600)
         let status = vmm.wait(timeout: 60)
-        let hits = gdb.output.split(separator: "\n").first { $0.hasPrefix("HITS ") }.map { $0.dropFirst(5).split(separator: " ").map(String.init) }
+        let hits = Self.hits(gdb.output)
         #expect(hits.map(Set.init) == Set(Self.bootPath) && hits?.count == Self.bootPath.count, "gdb output: \(gdb.output.suffix(3000))")
         #expect(hits?.first == "start_kernel")
         #expect(!gdb.output.contains("Cannot insert breakpoint"), "gdb output: \(gdb.output.suffix(3000))")
@@ -109,23 +122,13 @@ struct LinuxKernelTests {
             continue
             bt
             print init_task.comm
-            python
-            hits = [gdb.selected_frame().name()]
-            for i in range(20):
-                if len(hits) == \(Self.bzImagePath.count):
-                    break
-                gdb.execute("continue", to_string=True)
-                name = gdb.selected_frame().name()
-                if name not in hits:
-                    hits.append(name)
-            print("HITS " + " ".join(hits))
-            end
+            \(Self.continueUntilEachHits(Self.bzImagePath.count, alreadyStopped: true))
             monitor quit
             """, symbols: vmlinux, timeout: 600)
         _ = vmm.wait(timeout: 60)
         expectInOrder(gdb.output, ["Breakpoint 1, start_kernel () at init/main.c", "#0  start_kernel",
                                    "secondary_startup_64", "$1 = \"swapper"])
-        let hits = gdb.output.split(separator: "\n").first { $0.hasPrefix("HITS ") }.map { $0.dropFirst(5).split(separator: " ").map(String.init) }
+        let hits = Self.hits(gdb.output)
         #expect(hits.map(Set.init) == Set(Self.bzImagePath) && hits?.count == Self.bzImagePath.count,
                 "gdb output: \(gdb.output.suffix(3000))")
         #expect(!gdb.output.contains("Cannot insert breakpoint") && !gdb.output.contains("SIGTRAP"),
