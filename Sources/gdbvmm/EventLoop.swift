@@ -150,8 +150,10 @@ extension Controller {
     }
 
     /// Handles what the current connection has sent, down to its end if it has closed: up to
-    /// 16 reads per wake-up, so that a flood cannot starve the rest of the loop; `draining`:
-    /// until there is nothing more to read, up to 16 MiB.
+    /// 16 reads per wake-up, so that a flood cannot starve the rest of the loop, and none after
+    /// a read that did not fill the buffer (poll says when there is more: the read that would
+    /// only say "nothing yet" was one more syscall in every packet exchange); `draining`: until
+    /// there is nothing more to read, up to 16 MiB.
     private func readConnection(draining: Bool = false) {
         var consumed = 0
         for reads in 0... {
@@ -162,6 +164,7 @@ extension Controller {
                 consumed += bytes.count
                 let replied = feed(bytes)
                 timing.exchange(from: started, replied: replied)
+                if !draining && bytes.count < Connection.readSize { return }
             case .none: return
             case .closed: disconnected(); return
             }
