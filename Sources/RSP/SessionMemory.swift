@@ -1,6 +1,6 @@
 // Memory replies, built for speed: `m` and `x` answers are written straight into their framed
 // packet (hex never needs escaping, so the digits and the checksum come from one pass over the
-// bytes read), and `find` and `compare-sections` are computed on this side of the connection.
+// bytes read; runs are then run-length encoded in place), and `find` and `compare-sections` are computed on this side of the connection.
 
 extension Session {
     /// The reply to `m addr,len` (hex) or `x addr,len` (`b` + binary), framed (`$...#cs`) when
@@ -41,7 +41,12 @@ extension Session {
                 failure = error
             }
             read = min(read, taken)
-            if framed && failure == nil && read > 0 { n = PacketEncoder.finish(out, at: n, sum: UInt8(truncatingIfNeeded: sum)) }
+            if framed && failure == nil && read > 0 {
+                // Runs (zeroed memory) as `c*N`: gdb's per-character read loop is what a large
+                // read costs it (see RunLength).
+                n = RunLength.compress(out, from: binary ? 2 : 1, to: n, sum: &sum)
+                n = PacketEncoder.finish(out, at: n, sum: UInt8(truncatingIfNeeded: sum))
+            }
             initialized = n
         }
         if let failure { return finish(Reply.error(failure, messagesAllowed: errorMessagesAllowed)) }

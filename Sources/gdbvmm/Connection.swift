@@ -35,8 +35,10 @@ final class Connection {
     deinit { close() }
 
     private var closed = false
+    /// The most one `receive` returns.
+    static let readSize = 65536
     /// Reused for every read: a packet exchange should not allocate 64 KiB each time.
-    private var buffer = [UInt8](repeating: 0, count: 65536)
+    private var buffer = [UInt8](repeating: 0, count: Connection.readSize)
     /// Output not yet taken by the peer: `output[outputStart...]`.
     private var output: [UInt8] = []
     private var outputStart = 0

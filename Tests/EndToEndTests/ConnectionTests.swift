@@ -35,8 +35,11 @@ struct ConnectionTests {
         let vmm = try LaunchedVMM(["--gdb", "unix:\(path)", "-S", "--serial", "stdio", Harness.guest("echo")])
         let gdb = try Peer(path: path)
         // 48 reads of 64 KiB: 6 MiB of replies (under the 8 MiB limit), far more than the socket
-        // holds; then `c`. The echo guest then waits for a line on gdbvmm's stdin.
-        gdb.send(String(repeating: frame("m100000,10000"), count: 48) + frame("c"))
+        // holds; then `c`. The echo guest then waits for a line on gdbvmm's stdin. The bytes
+        // read do not repeat (written first), so the replies are not run-length encoded.
+        let hex = (0..<0x8000).map { String(format: "%02x", $0 & 0xFF) }.joined()
+        gdb.send(frame("M400000,8000:" + hex) + frame("M408000,8000:" + hex))
+        gdb.send(String(repeating: frame("m400000,10000"), count: 48) + frame("c"))
         let newcomer = try Peer(path: path)
         newcomer.packet("qSupported")
         let asked = Date()
@@ -58,7 +61,11 @@ struct ConnectionTests {
         let path = temporarySocketPath()
         let vmm = try LaunchedVMM(["--gdb", "unix:\(path)", "-S", "--serial", "none", Harness.guest("demo-elf64")])
         let flooder = try Peer(path: path)
-        flooder.send(String(repeating: frame("m100000,10000"), count: 100))  // 12.5 MiB of replies
+        // Bytes that do not repeat first (in two M packets under PacketSize): the replies of
+        // zeroed memory would go out run-length encoded, 33 times smaller.
+        let hex = (0..<0x8000).map { String(format: "%02x", $0 & 0xFF) }.joined()
+        flooder.send(frame("M400000,8000:" + hex) + frame("M408000,8000:" + hex))
+        flooder.send(String(repeating: frame("m400000,10000"), count: 100))  // 12.5 MiB of replies
         #expect(vmm.waitForStderr(containing: "MiB of replies unread: dropped its connection"))
         let gdb = try Peer(path: path)
         gdb.packet("?")

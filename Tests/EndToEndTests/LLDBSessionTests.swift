@@ -97,6 +97,32 @@ struct LLDBSessionTests {
         #expect(status == 0, "LLDB output:\n\(o)")
     }
 
+    @Test("zeroed memory and a planted value read intact (run-length encoded replies)", arguments: ["Debian lldb", "LLDB 23"])
+    func runLengthEncodedReads(which: String) throws {
+        guard let lldb = Self.lldb(which) else { return }
+        let guest = Harness.guest("bench")
+        let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", "--serial", "none", guest])
+        let port = try #require(vmm.port)
+        let commands = [
+            "gdb-remote \(port)",
+            "breakpoint set -n bench_done",
+            "continue",
+            // 64 bytes before the end of big[]: 0x1122334455667788 between zeros.
+            "memory read --force -s8 -fx -c8 '(char *)&big + 8388544 - 32'",
+            "memory read --force -s8 -fu -c4096 '(char *)&big'",
+            "process kill",
+        ]
+        let r = Harness.run(lldb.environment + [lldb.path, "-b", guest] + commands.flatMap { ["-o", $0] }, timeout: 180)
+        let o = r.output
+        expectInOrder(o, ["stop reason = breakpoint 1.1", "0x0000000000000000 0x0000000000000000",
+                          "0x0000000000000000 0x0000000000000000", "0x1122334455667788 0x0000000000000000"])
+        // 4096 values of big[]'s first 32 KiB, all 0: no other number in those lines.
+        let values = o.split(separator: "\n").filter { $0.contains(": 0 ") || $0.hasSuffix(": 0") || $0.contains(" 0 0") }
+        #expect(values.count >= 4096 / 8, "LLDB output:\n\(o)")
+        #expect(!o.contains("error:"), "LLDB output:\n\(o)")
+        _ = vmm.wait(timeout: 60)
+    }
+
     @Test("LLDB 23 shows ymm0-15 made of xmm and ymmNh, and writes them", arguments: ["LLDB 23"])
     func ymmRegisters(which: String) throws {
         guard let lldb = Self.lldb(which) else { return }

@@ -49,6 +49,30 @@ struct MemoryCommandTests {
         #expect(!remote.contains("Sending packet: $m"), "find read memory with m packets instead of qSearch:\n\(remote)")
     }
 
+    @Test("8 MiB of zeroed memory, runs after escaped bytes, and a planted value read intact (replies run-length encoded)")
+    func runLengthEncodedReads() throws {
+        // gdb 13 reads with m (hex), gdb 16 and later with x (binary): both expand `c*N` first.
+        let o = try debugSession("bench", Self.toBenchDone + """
+
+            python
+            inf = gdb.selected_inferior()
+            big = int(gdb.parse_and_eval("&big[0]"))
+            want = bytearray(0x800000)
+            want[0x800000 - 64:0x800000 - 56] = (0x1122334455667788).to_bytes(8, "little")
+            print("big", "intact" if bytes(inf.read_memory(big, 0x800000)) == bytes(want) else "WRONG")
+            tricky = b"#" + b"\\x03" * 40 + b"}" * 30 + b"*" * 9 + b"$" * 7 + b"]" * 12 + b"\\x11" * 200 + b"0" * 99
+            inf.write_memory(big + 0x1001, tricky)
+            want[0x1001:0x1001 + len(tricky)] = tricky
+            print("tricky", "intact" if bytes(inf.read_memory(big, 0x10000)) == bytes(want[:0x10000]) else "WRONG")
+            gdb.execute("maint flush dcache")
+            print("odd start", "intact" if bytes(inf.read_memory(big + 0x1003, 333)) == bytes(want[0x1003:0x1003 + 333]) else "WRONG")
+            end
+            kill
+            """)
+        expectInOrder(o.gdb.stdout, ["big intact", "tricky intact", "odd start intact"])
+        #expect(!o.gdb.stdout.contains("WRONG"), "gdb output:\n\(o.gdb.stdout)\n\(o.gdb.stderr)")
+    }
+
     @Test("compare-sections: every section matches, planted breakpoints included; a set var in .data is a mismatch")
     func compareSections() throws {
         let o = try debugSession("demo-elf64", """

@@ -176,7 +176,8 @@ public final class Machine: @unchecked Sendable {
             let stops = self.stops
             for index in 0..<configuration.cpuCount {
                 let thread = VCPUThread(backend: try vm.createVCPU(index: index), environment: environment,
-                                        statistics: statistics, post: { stops.post(vcpu: $0, stop: $1) })
+                                        statistics: statistics, post: { stops.enqueue(vcpu: $0, stop: $1) },
+                                        wake: { stops.wake() })
                 thread.start()
                 threads.append(thread)
                 // From here on only the vCPU's own thread issues its ioctls.

@@ -17,9 +17,20 @@ public final class StopQueue: @unchecked Sendable {
     deinit { close(eventFD) }
 
     func post(vcpu: Int, stop: VCPUStop) {
+        enqueue(vcpu: vcpu, stop: stop)
+        wake()
+    }
+
+    /// Queues a stop without waking the controller (`wake` does): a vCPU thread queues under
+    /// its own lock and wakes after releasing it, so the controller does not wake only to wait
+    /// for that lock.
+    func enqueue(vcpu: Int, stop: VCPUStop) {
         lock.lock()
         pending.append((vcpu, stop))
         lock.unlock()
+    }
+
+    func wake() {
         var one: UInt64 = 1
         _ = write(eventFD, &one, 8)
     }

@@ -66,6 +66,8 @@ final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
     private let statistics: ExitStatistics?
     /// Where a finished run's stop goes (the StopQueue), called before the thread parks.
     private let post: @Sendable (Int, VCPUStop) -> Void
+    /// Called after `post`, with the thread's lock released (see `main`).
+    private let wake: @Sendable () -> Void
     private let cond = NSCondition()
     private var state = State.parked
     private var order: Order?
@@ -93,12 +95,13 @@ final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
 
     init(backend: Backend, environment: any ExitEnvironment, statistics: ExitStatistics?,
          longStopNanoseconds: UInt64 = 1_000_000_000,
-         post: @escaping @Sendable (Int, VCPUStop) -> Void) {
+         post: @escaping @Sendable (Int, VCPUStop) -> Void, wake: @escaping @Sendable () -> Void = {}) {
         self.longStopNanoseconds = longStopNanoseconds
         self.backend = backend
         self.environment = environment
         self.statistics = statistics
         self.post = post
+        self.wake = wake
     }
 
     // MARK: controller side
@@ -308,6 +311,12 @@ final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
                 kickDeferred = false
                 probeRequested = false
                 cond.broadcast()
+                // The controller's wake-up comes after the lock is released: woken under it
+                // (often on this CPU, preempting us) it would only block on the lock, and
+                // two more context switches and futex calls were in every stop.
+                cond.unlock()
+                wake()
+                cond.lock()
             }
         }
     }
