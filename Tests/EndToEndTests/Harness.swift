@@ -189,13 +189,19 @@ final class RunningVMM {
     private var stdoutData = Data()
     private let readers = DispatchGroup()
 
-    init(_ arguments: [String]) throws {
+    /// `stdin`: what the guest's console receives (written at once, then end of file).
+    init(_ arguments: [String], stdin: String? = nil) throws {
         process.executableURL = URL(fileURLWithPath: Harness.binary)
         process.arguments = arguments
         process.standardError = errPipe
         process.standardOutput = outPipe
-        process.standardInput = FileHandle.nullDevice
+        let input = Pipe()
+        process.standardInput = stdin == nil ? FileHandle.nullDevice : input
         try process.run()
+        if let stdin {
+            input.fileHandleForWriting.write(Data(stdin.utf8))
+            try? input.fileHandleForWriting.close()
+        }
         // Read stderr up to the first newline: the "waiting for gdb" line.
         let fd = errPipe.fileHandleForReading.fileDescriptor
         var line = [UInt8]()
