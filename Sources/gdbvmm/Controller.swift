@@ -57,6 +57,9 @@ final class Controller {
         }
     }
 
+    /// How long the controller polls without sleeping while a gdb is attached.
+    static let spinNanoseconds: UInt64 = 200_000
+
     /// gdb takes an x86-64 description only with x86-64 symbols: a 32-bit ELF guest gets the
     /// i386 view of the same registers (as qemu-system-i386 would serve it).
     var architecture: TargetArchitecture {

@@ -87,11 +87,19 @@ extension Controller {
             timeout = timeout < 0 ? untilDeadline : min(timeout, untilDeadline)
         }
         if let untilTimeout = timeoutMilliseconds { timeout = timeout < 0 ? untilTimeout : min(timeout, untilTimeout) }
-        // Sleep in poll, no spin first: on this 2-CPU nested host a 200 us spin (even one that
-        // yields at each empty poll) made 300 stepi ~30% slower and 200 breakpoint hits ~25%
-        // slower in scripts/bench, because the CPU it holds is the one gdb, the vCPU thread and
-        // the kernel's socket work need; gdb's next packet mostly comes after the spin anyway.
-        let n = poll(&fds, nfds_t(fds.count), timeout)
+        // gdb sends its next packet within tens of microseconds of our reply, and sleeping in
+        // poll costs a wake-up that is expensive on a nested host: spin briefly first.
+        var n: Int32 = 0
+        if session != nil {
+            let spinUntil = DispatchTime.now().uptimeNanoseconds + Controller.spinNanoseconds
+            repeat {
+                n = poll(&fds, nfds_t(fds.count), 0)
+                // On a busy host, the CPU this spin holds is the one gdb needs to send that
+                // packet: give it up at once when another thread wants it.
+                if n == 0 { sched_yield() }
+            } while n == 0 && DispatchTime.now().uptimeNanoseconds < spinUntil
+        }
+        if n == 0 { n = poll(&fds, nfds_t(fds.count), timeout) }
         checkTimeout()
         if finalStatus != nil || n < 0 { return }
         if n == 0 {
