@@ -36,24 +36,16 @@ struct LinuxInitTests {
         #expect(status == 11, "stderr: \(vmm.stderrText.suffix(3000))")
     }
 
-    @Test("the bzImage boots to /init, and its reboot ends the VM with status 6")
-    func bzImageReboot() throws {
-        guard let bzImage = DebianKernel.bzImage else { return }
+    @Test("/init ends the VM: the bzImage through reboot (status 6), the vmlinux through PVH and poweroff (status 0)",
+          arguments: [("bzImage", "reboot", Int32(6), "reboot: Restarting system"),
+                      ("vmlinux", "poweroff", Int32(0), "reboot: Power down")])
+    func rebootAndPowerOff(kernel: String, end: String, status: Int32, line: String) throws {
+        guard let image = kernel == "bzImage" ? DebianKernel.bzImage : DebianKernel.debugVmlinux else { return }
         let r = Harness.run([Harness.binary, "-m", "512M", "--initrd", LinuxInit.initramfs,
-                             "--append", Self.append + " gdbvmm_end=reboot", bzImage], timeout: LinuxInit.timeout)
+                             "--append", Self.append + " gdbvmm_end=\(end)", image], timeout: LinuxInit.timeout)
         #expect(r.stdout.contains("gdbvmm-init: hello from /init"), "serial: \(r.stdout.suffix(3000))")
-        #expect(r.stdout.contains("reboot: Restarting system"), "serial: \(r.stdout.suffix(3000))")
-        #expect(r.status == 6, "stderr: \(r.stderr.suffix(3000))")
-    }
-
-    @Test("through PVH, /init's poweroff ends the VM with status 0")
-    func pvhPowerOff() throws {
-        guard let vmlinux = DebianKernel.debugVmlinux else { return }
-        let r = Harness.run([Harness.binary, "-m", "512M", "--initrd", LinuxInit.initramfs,
-                             "--append", Self.append + " gdbvmm_end=poweroff", vmlinux], timeout: LinuxInit.timeout)
-        #expect(r.stdout.contains("gdbvmm-init: hello from /init"), "serial: \(r.stdout.suffix(3000))")
-        #expect(r.stdout.contains("reboot: Power down"), "serial: \(r.stdout.suffix(3000))")
-        #expect(r.status == 0, "stderr: \(r.stderr.suffix(3000))")
+        #expect(r.stdout.contains(line), "serial: \(r.stdout.suffix(3000))")
+        #expect(r.status == status, "stderr: \(r.stderr.suffix(3000))")
     }
 }
 
