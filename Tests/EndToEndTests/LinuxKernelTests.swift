@@ -106,30 +106,27 @@ struct LinuxKernelTests {
     }
 
     /// The bzImage users actually have: nothing of the kernel is in RAM before its decompressor
-    /// writes it out (about 100 s where KVM emulates guest kernel code), yet breakpoints set
-    /// before boot, more than the four debug registers, all hit as software breakpoints.
-    static let bzImagePath = ["start_kernel", "setup_arch", "early_cpu_init", "e820__memory_setup",
-                              "init_mem_mapping", "setup_command_line"]
-
-    @Test("the bzImage: break start_kernel and five more set before boot all hit once the decompressor has written the kernel out; bt reaches secondary_startup_64")
+    /// writes it out (about 100 s where KVM emulates guest kernel code), yet the sixteen
+    /// breakpoints of `bootPath`, set before boot, all hit as software breakpoints.
+    @Test("the bzImage: 16 breakpoints set before boot, start_kernel first, all hit once the decompressor has written the kernel out; bt reaches secondary_startup_64")
     func bzImageBreakpointsBeforeBoot() throws {
         guard let bzImage = DebianKernel.bzImage, let vmlinux = DebianKernel.debugVmlinux else { return }
         let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", "-m", "512M", "--append", "console=ttyS0 nokaslr", bzImage])
-        let breaks = Self.bzImagePath.map { "break \($0)" }.joined(separator: "\n")
+        let breaks = Self.bootPath.map { "break \($0)" }.joined(separator: "\n")
         let gdb = Harness.gdb("""
             target remote \(vmm.gdbTarget)
             \(breaks)
             continue
             bt
             print init_task.comm
-            \(Self.continueUntilEachHits(Self.bzImagePath.count, alreadyStopped: true))
+            \(Self.continueUntilEachHits(Self.bootPath.count, alreadyStopped: true))
             monitor quit
             """, symbols: vmlinux, timeout: 600)
         _ = vmm.wait(timeout: 60)
         expectInOrder(gdb.output, ["Breakpoint 1, start_kernel () at init/main.c", "#0  start_kernel",
                                    "secondary_startup_64", "$1 = \"swapper"])
         let hits = Self.hits(gdb.output)
-        #expect(hits.map(Set.init) == Set(Self.bzImagePath) && hits?.count == Self.bzImagePath.count,
+        #expect(hits.map(Set.init) == Set(Self.bootPath) && hits?.count == Self.bootPath.count,
                 "gdb output: \(gdb.output.suffix(3000))")
         #expect(!gdb.output.contains("Cannot insert breakpoint") && !gdb.output.contains("SIGTRAP"),
                 "gdb output: \(gdb.output.suffix(3000))")
