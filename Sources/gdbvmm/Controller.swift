@@ -157,6 +157,23 @@ final class Controller {
             syntheticStop = .stopped(thread: vcpu + 1, signal: GDBSignal.sigtrap, reason: .none)
             return
         }
+        for (vcpu, mode) in runnable.sorted(by: { $0.key < $1.key }) where machine.aliasedBreakpoint(vcpu: vcpu) != nil {
+            // gdb does not know that this int3 is there (see aliasedBreakpoint), so it did not
+            // step past it: that is done here, or the vCPU would stop on it again at once.
+            registerCache.removeAll()
+            let stop: VCPUStop
+            do {
+                stop = try machine.stepPastInt3(vcpu)
+            } catch {
+                throw .message("vCPU \(vcpu): stepping past a breakpoint: \(error)")
+            }
+            machine.note(stop, vcpu: vcpu)
+            if mode.isStep || stop != .stepped {
+                currentVCPU = vcpu
+                syntheticStop = event(for: stop, vcpu: vcpu)
+                return
+            }
+        }
         if let stepping = runnable.first(where: { $0.value.isStep }) { currentVCPU = stepping.key }
         registerCache.removeAll()
         lastPlan = runnable

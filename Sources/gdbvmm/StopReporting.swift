@@ -106,6 +106,11 @@ extension Controller {
         let text = "gdbvmm: the kernel did not start at its link address (KASLR placed it elsewhere?): the \(count) "
             + "breakpoint(s) set on it before boot cannot hit. Boot with nokaslr on the command line.\n"
         FileHandle.standardError.write(Data(text.utf8))
+        tellGDB(text)
+    }
+
+    /// A line for gdb's console (an `O` packet), while the guest runs: before its stop reply.
+    func tellGDB(_ text: String) {
         if let session, let connection {
             let bytes = session.consoleOutput(Array(text.utf8))
             if !bytes.isEmpty { _ = connection.send(bytes) }
@@ -147,7 +152,17 @@ extension Controller {
     func event(for stop: VCPUStop, vcpu: Int) -> StopEvent {
         let thread = vcpu + 1
         switch stop {
-        case .softwareBreakpoint: return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .softwareBreakpoint)
+        case .softwareBreakpoint:
+            if let breakpoint = machine.aliasedBreakpoint(vcpu: vcpu) {
+                // Not at gdb's address, so gdb could not tell it is its breakpoint: a plain
+                // SIGTRAP, and a word on why it is there.
+                let pc = machine.parkedRegisters(vcpu).map { "0x" + String($0.linearPC, radix: 16) } ?? "?"
+                tellGDB("gdbvmm: vCPU \(vcpu) ran into the breakpoint at 0x\(String(breakpoint, radix: 16)) at \(pc): "
+                    + "the same code, running at another address before the page tables map it at gdb's (identity-mapped "
+                    + "early code). gdb does not know that address, so it reports SIGTRAP; continue and stepi go on from here.\n")
+                return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .none)
+            }
+            return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .softwareBreakpoint)
         case .hardwareBreakpoint(let slot):
             // A software breakpoint that a debug register carries is still gdb's `break`.
             let reason: StopReason = machine.slotCarriesSoftwareBreakpoint(slot) ? .softwareBreakpoint : .hardwareBreakpoint

@@ -144,4 +144,29 @@ struct EarlyBreakpointTests {
         #expect(!o.gdb.output.contains("Cannot insert breakpoint"), "gdb output: \(o.gdb.output)")
         #expect(o.vmmStatus == 165, "stderr: \(o.vmmStderr)")
     }
+
+    /// startup_64 runs at its physical address before it maps itself at its link address: the
+    /// int3 planted for `break startup_64` is hit there, where gdb has no breakpoint. Reported as
+    /// swbreak, gdb took it for a breakpoint it had just removed and resumed into it forever.
+    @Test("a breakpoint hit through an identity-mapped alias of its code (startup_64 at 16 MiB) is a SIGTRAP with a note; stepi and continue go on")
+    func breakpointHitAtAlias() throws {
+        let o = try bzkernelSession("""
+            break startup_64
+            break kmain
+            continue
+            print/x $pc
+            stepi
+            print/x $pc
+            x/i $pc
+            continue
+            bt
+            continue
+            """)
+        // gdbvmm's note reaches gdb's console, which gdb writes to stderr.
+        #expect(o.gdb.stderr.contains("ran into the breakpoint at 0xffffffff81000000 at 0x1000000"), "gdb stderr: \(o.gdb.stderr)")
+        expectInOrder(o.gdb.stdout, ["Breakpoint 1 at 0xffffffff81000000", "SIGTRAP", "$1 = 0x1000000", "$2 = 0x1000001", "cld", "Breakpoint 2, kmain",
+                                     "in startup_64 ()", "exited with code 0245"])
+        #expect(o.vmmStatus == 165, "stderr: \(o.vmmStderr)")
+        #expect(o.vmmStdout == "bzkernel: running at its link address\nbzkernel: done\n")
+    }
 }

@@ -23,6 +23,13 @@ final class BreakpointTable: @unchecked Sendable {
         return physicalOf[address]
     }
 
+    /// The addresses gdb set the breakpoints planted at this physical byte at.
+    func virtualAddresses(atPhysical address: UInt64) -> [UInt64] {
+        lock.lock()
+        defer { lock.unlock() }
+        return physicalOf.compactMap { $0.value == address ? $0.key : nil }
+    }
+
     func original(atPhysical address: UInt64) -> UInt8? {
         lock.lock()
         defer { lock.unlock() }

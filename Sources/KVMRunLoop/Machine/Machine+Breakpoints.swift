@@ -138,6 +138,21 @@ extension Machine {
         return .planted(waiting.count)
     }
 
+    /// gdb's breakpoint whose int3 vCPU `index` is stopped on, when it got there through another
+    /// linear address than gdb's: code that first runs identity-mapped (a kernel's startup_64
+    /// before its own page tables map it at its link address, the boot stub of a higher-half
+    /// kernel) executes the byte the breakpoint was planted in. gdb matches stops against its
+    /// breakpoints by address: told `swbreak` it would take this one for a breakpoint it had just
+    /// removed and resume into it again, forever. nil for gdb's own address, and with `monitor
+    /// phys on` (then gdb's addresses are physical ones).
+    public func aliasedBreakpoint(vcpu index: Int) -> UInt64? {
+        guard !physicalAddressing, let r = parkedRegisters(index) else { return nil }
+        let pc = r.linearPC
+        if breakpoints.physical(forVirtual: pc) != nil || softwareBreakpointSlots.values.contains(pc) { return nil }
+        guard let t = PageWalker.translate(pc, paging: r.paging, memory: ram) else { return nil }
+        return breakpoints.virtualAddresses(atPhysical: t.physical).min()
+    }
+
     /// The debug-register slot carries a software breakpoint gdb set at an unmapped address:
     /// its hits are reported as software breakpoints.
     public func slotCarriesSoftwareBreakpoint(_ slot: Int) -> Bool { softwareBreakpointSlots[slot] != nil }
