@@ -8,9 +8,12 @@
 /// SSSE3 (137: blake2s, which random.c mixes its pool with from the first device_initcall,
 /// would run `kernel_fpu_begin`'s `ldmxcsr` and then SSSE3 code), SSE4.1 (147), SSE4.2 (148:
 /// also the `crc32` instruction), PCLMULQDQ (129) and AES-NI (153) for the crypto code that
-/// picks them.
+/// picks them. And `cryptomgr.notests`: the crypto manager's self-tests of every algorithm
+/// registered run at boot, and the Diffie-Hellman one alone (4096-bit modular exponentiation)
+/// kept Debian's kernel from reaching /init for more than 20 minutes there, in its late
+/// initcalls; without them it gets there in 17.
 public enum LinuxOnEmulatingHosts {
-    public static let commandLineAdditions = "noxsave clearcpuid=129,137,147,148,151,153,308"
+    public static let commandLineAdditions = "noxsave clearcpuid=129,137,147,148,151,153,308 cryptomgr.notests"
 
     /// The command line to boot `image` with: `commandLine`, plus the additions when the image
     /// is a Linux kernel (a bzImage, or an ELF whose Xen GUEST_OS note says "linux") and the
