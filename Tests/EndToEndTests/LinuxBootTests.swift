@@ -7,9 +7,9 @@ import Testing
 @Suite("Linux bzImage boot", .serialized, .enabled(if: Harness.hasKVM, "needs /dev/kvm"))
 struct LinuxBootTests {
     /// A small initrd the guest reports the first and last bytes of.
-    /// What gdbvmm appends to a Linux command line where KVM emulates guest kernel code (the
+    /// What gdbvmm appends to a Linux command line, everywhere and where KVM emulates guest kernel code (the
     /// bzImage guest is a Linux kernel as far as the boot protocol goes).
-    static let additions = access("/sys/module/kvm_pvm", F_OK) == 0 ? " noxsave clearcpuid=129,137,147,148,151,153,308 cryptomgr.notests" : ""
+    static let additions = " reboot=acpi" + (access("/sys/module/kvm_pvm", F_OK) == 0 ? " noxsave clearcpuid=129,137,147,148,151,153,308 cryptomgr.notests" : "")
 
     static func writeInitrd(_ contents: String = "GDBVMM-INITRD") throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("gdbvmm-initrd-\(UUID().uuidString)").path
@@ -35,7 +35,8 @@ struct LinuxBootTests {
         #expect(plain.stdout.contains("cmdline: console=ttyS0\(Self.additions)\ne820 entries: 5\ninitrd: none\n"))
         // Parameters the user gave are not given twice.
         let given = Harness.run([Harness.binary, "--append", "noxsave", Harness.guest("bzimage")])
-        #expect(given.stdout.contains(Self.additions.isEmpty ? "cmdline: noxsave\n" : "cmdline: noxsave clearcpuid=129,137,147,148,151,153,308 cryptomgr.notests\n"),
+        let emulating = access("/sys/module/kvm_pvm", F_OK) == 0
+        #expect(given.stdout.contains(emulating ? "cmdline: noxsave reboot=acpi clearcpuid=129,137,147,148,151,153,308 cryptomgr.notests\n" : "cmdline: noxsave reboot=acpi\n"),
                 "stdout: \(given.stdout)")
         #expect(plain.status == 33)
     }

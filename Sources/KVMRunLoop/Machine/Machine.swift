@@ -123,10 +123,10 @@ public final class Machine: @unchecked Sendable {
         } catch {
             throw .system(error)
         }
-        // Linux on a host that emulates guest kernel code needs a few parameters (see
-        // LinuxOnEmulatingHosts); they are part of the command line the guest is booted with.
-        bootCommandLine = LinuxOnEmulatingHosts.commandLine(configuration.commandLine, image: configuration.image,
-                                                            emulatingHost: Kvm.emulatesGuestKernelCode)
+        // Linux needs a parameter or two from us, and a few more on a host that emulates guest
+        // kernel code (see LinuxCommandLine); they are part of the command line it is booted with.
+        bootCommandLine = LinuxCommandLine.commandLine(configuration.commandLine, image: configuration.image,
+                                                       emulatingHost: Kvm.emulatesGuestKernelCode)
         // Load (and thereby validate) the image before anything of the VM exists.
         do {
             guest = try loadGuest(image: configuration.image, into: ram, commandLine: bootCommandLine,
@@ -150,7 +150,7 @@ public final class Machine: @unchecked Sendable {
         // local APIC, which KVM's in-kernel irqchip provides.
         // Linux needs interrupts (a timer) on any number of vCPUs: the PIC, IOAPIC and PIT too,
         // and ACPI tables that tell it about them and about every vCPU.
-        isLinux = LinuxOnEmulatingHosts.isLinux(configuration.image)
+        isLinux = LinuxCommandLine.isLinux(configuration.image)
         if isLinux { try? ram.write(ACPITables.build(cpuCount: configuration.cpuCount), at: ACPITables.address) }
         hasIRQChip = (configuration.cpuCount > 1 && guest.bootProtocol != .elf64Direct) || isLinux
         let debugCaps = UInt32(bitPattern: kvm.capability(KVM_CAP_SET_GUEST_DEBUG2))
