@@ -22,6 +22,9 @@ final class Controller {
     var stopBook: StopAggregator
     /// What gdb's last resume ran, for running on after the watchpoint fallback's step.
     var lastPlan: [Int: RunMode] = [:]
+    /// vCPUs reported stopped on one of gdb's int3s reached through another address
+    /// (Machine.aliasedBreakpoint): gdb does not know to step past those, so the next resume does.
+    var stoppedOnAliasedInt3: Set<Int> = []
     /// After `D`, or with no gdb at all: the guest runs on its own and its end ends gdbvmm.
     var running = false
     /// Register state read since the vCPUs stopped: gdb asks for the same registers several
@@ -157,9 +160,12 @@ final class Controller {
             syntheticStop = .stopped(thread: vcpu + 1, signal: GDBSignal.sigtrap, reason: .none)
             return
         }
-        for (vcpu, mode) in runnable.sorted(by: { $0.key < $1.key }) where machine.aliasedBreakpoint(vcpu: vcpu) != nil {
+        let aliased = stoppedOnAliasedInt3
+        stoppedOnAliasedInt3 = []
+        for vcpu in aliased.sorted() {
             // gdb does not know that this int3 is there (see aliasedBreakpoint), so it did not
             // step past it: that is done here, or the vCPU would stop on it again at once.
+            guard let mode = runnable[vcpu], machine.aliasedBreakpoint(vcpu: vcpu) != nil else { continue }
             registerCache.removeAll()
             let stop: VCPUStop
             do {
@@ -210,6 +216,7 @@ final class Controller {
     func resetMachine() -> MachineError? {
         registerCache.removeAll()
         stopBook.discardAll()
+        stoppedOnAliasedInt3 = []
         do {
             try machine.reset()
             return nil

@@ -160,6 +160,7 @@ extension Controller {
                 tellGDB("gdbvmm: vCPU \(vcpu) ran into the breakpoint at 0x\(String(breakpoint, radix: 16)) at \(pc): "
                     + "the same code, running at another address before the page tables map it at gdb's (identity-mapped "
                     + "early code). gdb does not know that address, so it reports SIGTRAP; continue and stepi go on from here.\n")
+                stoppedOnAliasedInt3.insert(vcpu)
                 return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .none)
             }
             return .stopped(thread: thread, signal: GDBSignal.sigtrap, reason: .softwareBreakpoint)
