@@ -97,3 +97,81 @@ enum RunLength {
         return n
     }
 }
+
+/// The hex digits of an `m` reply, written piece by piece as the target hands its memory over,
+/// with the runs of a byte whose two digits are the same (zeroed memory's `00`, `ff`, ...)
+/// run-length encoded as they are found in the bytes: no digits are written for what a run
+/// stands for, and nothing is scanned twice, where hex-encoding everything first and then
+/// `RunLength.compress` wrote 128 KiB of `0` for a zeroed 64 KiB and read them all again. Runs
+/// are found through whole 8-byte words of one byte, and one may go on into the next piece;
+/// `finish` writes the last one out.
+struct HexRunWriter {
+    private var runByte: UInt8 = 0
+    /// Source bytes of the run not yet written out.
+    private var runLength = 0
+
+    static let ones: UInt64 = 0x0101_0101_0101_0101
+
+    /// Writes `source` at `out + index` (at most 2 digits per byte) and returns the index after
+    /// it; `sum` gains the bytes written.
+    mutating func write(_ source: UnsafeRawBufferPointer, into out: UnsafeMutablePointer<UInt8>, at index: Int,
+                        sum: inout UInt32) -> Int {
+        guard let base = source.baseAddress else { return index }
+        let count = source.count
+        var n = index
+        var literal = 0   // the first source byte not written out or taken into the run
+        if runLength > 0 {
+            // The run left pending by the last piece goes on while its byte does.
+            let word = UInt64(runByte) &* Self.ones
+            // SAFETY: literal + 8 <= count and literal < count keep every load inside `source`.
+            while literal + 8 <= count && base.loadUnaligned(fromByteOffset: literal, as: UInt64.self) == word { literal += 8 }
+            while literal < count && base.load(fromByteOffset: literal, as: UInt8.self) == runByte { literal += 1 }
+            runLength += literal
+            if literal == count { return n }
+            n = flushRun(into: out, at: n, sum: &sum)
+        }
+        var scan = literal
+        while scan + 8 <= count {
+            // SAFETY: scan + 8 <= count; unaligned loads are allowed.
+            let word = base.loadUnaligned(fromByteOffset: scan, as: UInt64.self)
+            let b = UInt8(truncatingIfNeeded: word)
+            guard word == UInt64(b) &* Self.ones, b >> 4 == b & 0xF else {
+                scan += 8
+                continue
+            }
+            var first = scan
+            // SAFETY: every index below stays inside [literal, count).
+            while first > literal && base.load(fromByteOffset: first - 1, as: UInt8.self) == b { first -= 1 }
+            var past = scan + 8
+            while past + 8 <= count && base.loadUnaligned(fromByteOffset: past, as: UInt64.self) == word { past += 8 }
+            while past < count && base.load(fromByteOffset: past, as: UInt8.self) == b { past += 1 }
+            n = writeLiteral(base + literal, count: first - literal, into: out, at: n, sum: &sum)
+            runByte = b
+            runLength = past - first
+            literal = past
+            scan = past
+            // A run that reaches the end of the piece may go on in the next one.
+            if past < count { n = flushRun(into: out, at: n, sum: &sum) }
+        }
+        return writeLiteral(base + literal, count: count - literal, into: out, at: n, sum: &sum)
+    }
+
+    /// Writes the pending run, if any; returns the index after the output.
+    mutating func finish(into out: UnsafeMutablePointer<UInt8>, at index: Int, sum: inout UInt32) -> Int {
+        flushRun(into: out, at: index, sum: &sum)
+    }
+
+    private mutating func flushRun(into out: UnsafeMutablePointer<UInt8>, at index: Int, sum: inout UInt32) -> Int {
+        guard runLength > 0 else { return index }
+        let n = RunLength.encodeRun(of: Hex.digits[Int(runByte & 0xF)], count: 2 * runLength, into: out, at: index, sum: &sum)
+        runLength = 0
+        return n
+    }
+
+    private func writeLiteral(_ start: UnsafeRawPointer, count: Int, into out: UnsafeMutablePointer<UInt8>, at index: Int,
+                              sum: inout UInt32) -> Int {
+        guard count > 0 else { return index }
+        sum &+= UInt32(Hex.encode(UnsafeRawBufferPointer(start: start, count: count), to: UnsafeMutableRawPointer(out + index)))
+        return index + 2 * count
+    }
+}

@@ -1,6 +1,6 @@
 // Memory replies, built for speed: `m` and `x` answers are written straight into their framed
 // packet (hex never needs escaping, so the digits and the checksum come from one pass over the
-// bytes read; runs are then run-length encoded in place), and `find` and `compare-sections` are computed on this side of the connection.
+// bytes read, runs run-length encoded as they are found), and `find` and `compare-sections` are computed on this side of the connection.
 
 extension Session {
     /// The reply to `m addr,len` (hex) or `x addr,len` (`b` + binary), framed (`$...#cs`) when
@@ -18,6 +18,7 @@ extension Session {
         let thread = resolve(generalThread)
         var failure: TargetError?
         var read = 0
+        var runs = HexRunWriter()
         // `$`, `b`, two bytes per data byte (hex digits or an escape), `#cs`.
         let reply = [UInt8](unsafeUninitializedCapacity: 2 * count + 5) { out, initialized in
             var n = 0, taken = 0
@@ -31,6 +32,10 @@ extension Session {
                     taken += piece.count
                     if binary {
                         n = PacketEncoder.escape(piece, into: out, at: n, sum: &sum, escaping: framed)
+                    } else if framed {
+                        // Runs (zeroed memory) as `c*N` as the digits are written: gdb's
+                        // per-character read loop is what a large read costs it (see RunLength).
+                        n = runs.write(piece, into: out.baseAddress!, at: n, sum: &sum)
                     } else {
                         // SAFETY: 2 * piece.count digits fit: the capacity holds 2 * count.
                         sum &+= UInt32(Hex.encode(piece, to: UnsafeMutableRawPointer(out.baseAddress! + n)))
@@ -42,9 +47,8 @@ extension Session {
             }
             read = min(read, taken)
             if framed && failure == nil && read > 0 {
-                // Runs (zeroed memory) as `c*N`: gdb's per-character read loop is what a large
-                // read costs it (see RunLength).
-                n = RunLength.compress(out, from: binary ? 2 : 1, to: n, sum: &sum)
+                // Runs in binary replies are found after escaping (see RunLength.compress).
+                n = binary ? RunLength.compress(out, from: 2, to: n, sum: &sum) : runs.finish(into: out.baseAddress!, at: n, sum: &sum)
                 n = PacketEncoder.finish(out, at: n, sum: UInt8(truncatingIfNeeded: sum))
             }
             initialized = n

@@ -129,6 +129,38 @@ import Testing
         }
         #expect(gdbReadFrame(PacketEncoder.finishForTest(payload)).map(unescape) == data)
     }
+
+    @Test func hexRunsAreFoundAcrossPiecesAsTheTargetHandsThemOver() {
+        var generator = SystemRandomNumberGenerator()
+        let patterns: [[UInt8]] = [
+            [UInt8](repeating: 0, count: 20000),
+            runs(),
+            (0..<20000).map { _ in UInt8.random(in: 0...255, using: &generator) },
+            (0..<20000).map { i in (i / 700) % 2 == 0 ? 0 : UInt8(truncatingIfNeeded: i) },
+            [UInt8](repeating: 0x11, count: 9) + [UInt8](repeating: 0x12, count: 100) + [UInt8](repeating: 0xFF, count: 4097),
+        ]
+        for memory in patterns {
+            for _ in 0..<20 {
+                var sum: UInt32 = 0
+                var writer = HexRunWriter()
+                let out = [UInt8](unsafeUninitializedCapacity: 2 * memory.count) { buffer, initialized in
+                    var n = 0, at = 0
+                    memory.withUnsafeBytes { bytes in
+                        while at < bytes.count {
+                            let size = min(bytes.count - at, Int.random(in: 1...5000, using: &generator))
+                            n = writer.write(UnsafeRawBufferPointer(rebasing: bytes[at..<(at + size)]), into: buffer.baseAddress!, at: n, sum: &sum)
+                            at += size
+                        }
+                    }
+                    n = writer.finish(into: buffer.baseAddress!, at: n, sum: &sum)
+                    initialized = n
+                }
+                #expect(out.count <= 2 * memory.count)
+                #expect(UInt8(truncatingIfNeeded: sum) == out.reduce(UInt8(0)) { $0 &+ $1 })
+                #expect(gdbReadFrame(PacketEncoder.finishForTest(out)) == Hex.encode(memory))
+            }
+        }
+    }
 }
 
 extension PacketEncoder {
