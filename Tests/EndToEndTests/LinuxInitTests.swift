@@ -20,18 +20,7 @@ struct LinuxInitTests {
     @Test("gdb: a breakpoint on the execve of /init hits; a line typed on the console reaches /init through the UART's receive interrupt; its exit code reaches gdb and is gdbvmm's status")
     func execveConsoleAndExitCode() throws {
         guard let vmlinux = DebianKernel.debugVmlinux else { return }
-        let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", "-m", "512M", "--initrd", LinuxInit.initramfs,
-                                  "--append", Self.append + " gdbvmm_end=echo", vmlinux], stdin: "hello\r")
-        // The kernel also execs /sbin/modprobe (request_module) before /init.
-        let gdb = Harness.gdb("""
-            target remote \(vmm.gdbTarget)
-            break kernel_execve if $_streq(kernel_filename, "/init")
-            continue
-            print kernel_filename
-            delete
-            continue
-            """, symbols: vmlinux, timeout: LinuxInit.timeout)
-        let status = vmm.wait(timeout: 60)
+        let (gdb, vmm, status) = try LinuxInit.throughInitExecve(vmlinux, end: "echo", stdin: "hello\r")
         expectInOrder(gdb.output, ["Breakpoint 1, kernel_execve", "\"/init\"", "exited with code 013"])
         #expect(vmm.stdout.contains("gdbvmm-init: hello from /init"), "serial: \(vmm.stdout.suffix(3000))")
         #expect(vmm.stdout.contains("gdbvmm-init: you typed: hello"), "serial: \(vmm.stdout.suffix(3000))")
@@ -59,17 +48,7 @@ struct LinuxInitOnEmulatingHostTests {
     @Test("gdb: the breakpoint on the execve of /init hits; /init's first system call faults on this host; the kernel's panic reboots through ACPI: status 6")
     func execveThenPanicReboot() throws {
         guard let vmlinux = DebianKernel.debugVmlinux else { return }
-        let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", "-m", "512M", "--initrd", LinuxInit.initramfs,
-                                  "--append", LinuxInitTests.append + " gdbvmm_end=poweroff", vmlinux])
-        let gdb = Harness.gdb("""
-            target remote \(vmm.gdbTarget)
-            break kernel_execve if $_streq(kernel_filename, "/init")
-            continue
-            print kernel_filename
-            delete
-            continue
-            """, symbols: vmlinux, timeout: LinuxInit.timeout)
-        let status = vmm.wait(timeout: 60)
+        let (gdb, vmm, status) = try LinuxInit.throughInitExecve(vmlinux, end: "poweroff")
         expectInOrder(gdb.output, ["Breakpoint 1, kernel_execve", "\"/init\"", "exited with code 06"])
         expectInOrder(vmm.stdout, ["Run /init as init process", "Kernel panic - not syncing: Attempted to kill init!"])
         #expect(!vmm.stdout.contains("gdbvmm-init: hello from /init"), "serial: \(vmm.stdout.suffix(3000))")
@@ -80,6 +59,23 @@ struct LinuxInitOnEmulatingHostTests {
 enum LinuxInit {
     static let initramfs = Harness.guest("initramfs.cpio")
     static let timeout: Double = emulating ? 3600 : 300
+
+    /// Debian's vmlinux through PVH with gdb attached: a breakpoint on the execve of /init (the
+    /// kernel also execs /sbin/modprobe, for request_module, before it), then on to the VM's end.
+    static func throughInitExecve(_ vmlinux: String, end: String, stdin: String? = nil) throws
+        -> (gdb: Harness.Result, vmm: RunningVMM, status: Int32) {
+        let vmm = try RunningVMM(["--gdb", "tcp:0", "-S", "-m", "512M", "--initrd", initramfs,
+                                  "--append", LinuxInitTests.append + " gdbvmm_end=\(end)", vmlinux], stdin: stdin)
+        let gdb = Harness.gdb("""
+            target remote \(vmm.gdbTarget)
+            break kernel_execve if $_streq(kernel_filename, "/init")
+            continue
+            print kernel_filename
+            delete
+            continue
+            """, symbols: vmlinux, timeout: timeout)
+        return (gdb, vmm, vmm.wait(timeout: 60))
+    }
 
     /// The host's KVM emulates guest kernel code (PLATFORM.md).
     static let emulating = FileManager.default.fileExists(atPath: "/sys/module/kvm_pvm")
