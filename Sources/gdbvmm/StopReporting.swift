@@ -24,7 +24,7 @@ extension Controller {
         // meanwhile stays pending on them, to be reported at a later resume. A Ctrl-C parks
         // at once; a stop gives the vCPUs that have not run yet their turn first.
         machine.pauseAll(fairly: !interruptRequested)
-        let late = machine.stops.drain()
+        let late = machine.stops.takeAll()
         let (lateFallback, lateEntries) = collect(late)
         fallback += lateFallback
         for (vcpu, slot) in kernelEntries + lateEntries { enterKernel(vcpu: vcpu, slot: slot) }

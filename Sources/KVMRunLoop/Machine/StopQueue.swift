@@ -48,6 +48,14 @@ public final class StopQueue: @unchecked Sendable {
     public func drain() -> [(vcpu: Int, stop: VCPUStop)] {
         var counter: UInt64 = 0
         _ = read(eventFD, &counter, 8)
+        return takeAll()
+    }
+
+    /// Takes every posted stop, leaving the eventfd as it is: for a second look soon after a
+    /// `drain` (the stops posted while the others parked), where a read of the eventfd would
+    /// nearly always be one more syscall that finds nothing. A wake-up left behind only makes
+    /// the next `drain` find an empty queue.
+    public func takeAll() -> [(vcpu: Int, stop: VCPUStop)] {
         lock.lock()
         defer { lock.unlock() }
         let taken = pending

@@ -148,8 +148,10 @@ final class VCPUThread<Backend: VCPUBackend>: @unchecked Sendable {
         pauseRequested = false
         kickDeferred = false
         enteredAt = nil
-        cond.broadcast()
         cond.unlock()
+        // Woken under the lock, the vCPU thread would only block on it (two more futex calls
+        // and another wake-up in every step): the order is in place, so wake it after.
+        cond.broadcast()
     }
 
     /// Asks a running vCPU to park: it leaves KVM_RUN (immediate_exit covers the window
